@@ -1,0 +1,123 @@
+"""HTTP endpoints: the upload itself, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from app.errors import (
+    BodyTooLarge,
+    ClientGone,
+    MalformedMultipart,
+    StorageFailed,
+    UploadError,
+    error_response,
+)
+from app.formstream import MultipartStream
+from app.settings import Settings
+from app.storage import S3Client
+from app.uploads import FormUpload
+
+logger = logging.getLogger("app.endpoints")
+
+
+def _content_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MalformedMultipart("Content-Length is not a number") from None
+    if value < 0:
+        raise MalformedMultipart("Content-Length is negative")
+    return value
+
+
+async def upload(request: Request) -> Response:
+    """POST /uploads: stream every file of a multipart form into storage."""
+    settings: Settings = request.app.state.settings
+    storage: S3Client = request.app.state.storage
+    started = time.monotonic()
+    limit = settings.max_body_bytes
+    try:
+        body_size = _content_length(request)
+        if limit and body_size is not None and body_size > limit:
+            # Refused before reading, so an `Expect: 100-continue` client sends nothing.
+            raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
+        form = MultipartStream(
+            request.headers, max_part_header_bytes=settings.max_part_header_bytes
+        )
+    except UploadError as exc:
+        return _failed(request, exc, received=0, started=started)
+
+    files = FormUpload(storage, settings, body_size=body_size)
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if limit and received > limit:
+                raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
+            for event in form.feed(chunk):
+                await files.handle(event, received)
+        form.finish()
+        result = await files.commit()
+    except UploadError as exc:
+        await files.abort()
+        return _failed(request, exc, received=received, started=started)
+    except ClientDisconnect:
+        await files.abort()
+        gone = ClientGone("the client disconnected before the body was complete")
+        return _failed(request, gone, received=received, started=started)
+    except BaseException:
+        # Cancellation (server shutdown) or a bug: undo the uploads, then let it propagate.
+        await files.abort()
+        raise
+    logger.info(
+        "upload stored: client=%s files=%d bytes=%d seconds=%.3f",
+        _client(request),
+        len(result["files"]),
+        received,
+        time.monotonic() - started,
+    )
+    return JSONResponse(result, status_code=201)
+
+
+def _failed(request: Request, exc: UploadError, *, received: int, started: float) -> Response:
+    log = logger.error if isinstance(exc, StorageFailed) else logger.info
+    log(
+        "upload failed: client=%s code=%s status=%d bytes=%d seconds=%.3f message=%s",
+        _client(request),
+        exc.code,
+        exc.status_code,
+        received,
+        time.monotonic() - started,
+        exc.message,
+    )
+    # The body may be unread: close the connection rather than drain gigabytes.
+    headers = {"Connection": "close"} if received == 0 or exc.status_code == 413 else None
+    return error_response(exc.status_code, exc.code, exc.message, headers=headers)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
+async def healthz(request: Request) -> Response:
+    """The process is serving."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """The bucket answers: this instance can take uploads."""
+    storage: S3Client = request.app.state.storage
+    try:
+        await asyncio.wait_for(storage.ping(), timeout=5)
+    except (StorageFailed, TimeoutError) as exc:
+        message = exc.message if isinstance(exc, StorageFailed) else "storage did not answer"
+        return error_response(503, "storage_unavailable", message)
+    return JSONResponse({"status": "ready"})

@@ -1,0 +1,99 @@
+"""Errors the service answers with, each mapped to one status and one stable code.
+
+Every error response has the body `{"error": {"code": "...", "message": "..."}}`.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+
+class UploadError(Exception):
+    """Base for errors that end an upload request with a JSON error response."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnsupportedMediaType(UploadError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class MalformedMultipart(UploadError):
+    status_code = 400
+    code = "malformed_multipart"
+
+
+class NoFile(UploadError):
+    status_code = 400
+    code = "no_file"
+
+
+class TooManyFiles(UploadError):
+    status_code = 400
+    code = "too_many_files"
+
+
+class TooManyFields(UploadError):
+    status_code = 400
+    code = "too_many_fields"
+
+
+class FieldTooLarge(UploadError):
+    status_code = 400
+    code = "field_too_large"
+
+
+class PartHeadersTooLarge(UploadError):
+    status_code = 400
+    code = "part_headers_too_large"
+
+
+class BodyTooLarge(UploadError):
+    status_code = 413
+    code = "body_too_large"
+
+
+class ClientGone(UploadError):
+    """The client disconnected; the response is never seen but the upload is aborted."""
+
+    status_code = 400
+    code = "client_disconnected"
+
+
+class StorageFailed(UploadError):
+    status_code = 502
+    code = "storage_error"
+
+
+def error_response(
+    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status_code, headers=headers
+    )
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+}
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (and any HTTPException) in our JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    """Last resort: a bug must still answer in the documented shape."""
+    return error_response(500, "internal_error", "internal server error")

@@ -1,0 +1,38 @@
+"""Object keys are made by the server: a fresh uuid and a sanitised form of the client's name."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+
+#: Longest sanitised filename, in UTF-8 bytes (S3 keys may be 1024 bytes in all).
+MAX_NAME_BYTES = 200
+_FALLBACK_NAME = "file"
+
+
+def safe_filename(filename: str) -> str:
+    """A readable name that cannot escape the key prefix or confuse a terminal.
+
+    Keeps only the last path segment (`/` and `\\` both count), drops control, format
+    (e.g. right-to-left override) and unassigned characters, trims dots and spaces from the
+    ends, and cuts the name to MAX_NAME_BYTES while keeping its extension.
+    """
+    name = unicodedata.normalize("NFC", filename)
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] not in ("C",))
+    name = name.strip(" .")
+    if not name:
+        return _FALLBACK_NAME
+    if len(name.encode()) > MAX_NAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        if not dot or len(ext.encode()) > 16:
+            stem, ext = name, ""
+        room = MAX_NAME_BYTES - len(ext.encode()) - (1 if ext else 0)
+        stem = stem.encode()[:room].decode(errors="ignore").rstrip(" .")
+        name = f"{stem}.{ext}" if ext else stem
+    return name or _FALLBACK_NAME
+
+
+def object_key(prefix: str, filename: str) -> str:
+    """`{prefix}{uuid4}/{safe filename}`: unique, and inside the prefix whatever the name."""
+    return f"{prefix}{uuid.uuid4()}/{safe_filename(filename)}"

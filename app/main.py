@@ -1,0 +1,61 @@
+"""The ASGI application: `uvicorn app.main:app` builds it from the environment."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+
+from app import endpoints
+from app.errors import http_exception_handler, unexpected_error_handler
+from app.s3session import open_storage
+from app.settings import Settings
+
+logger = logging.getLogger("app")
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The service for `settings`; the S3 client opens at start-up and is shared."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_storage(settings) as storage:
+            app.state.storage = storage
+            logger.info(
+                "ready: bucket=%s endpoint=%s prefix=%s part_size=%d threshold=%d",
+                settings.s3_bucket,
+                settings.s3_endpoint_url or "aws",
+                settings.s3_key_prefix,
+                settings.part_size,
+                settings.multipart_threshold,
+            )
+            yield
+
+    app = Starlette(
+        routes=[
+            Route("/uploads", endpoints.upload, methods=["POST"]),
+            Route("/healthz", endpoints.healthz, methods=["GET"]),
+            Route("/readyz", endpoints.readyz, methods=["GET"]),
+        ],
+        exception_handlers={
+            HTTPException: http_exception_handler,
+            Exception: unexpected_error_handler,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+def __getattr__(name: str) -> Starlette:
+    # `app` is built on first access, so importing this module (tests, tools) needs no
+    # environment, while `uvicorn app.main:app` fails at start with the bad variable's name.
+    if name == "app":
+        application = create_app(Settings.from_env())
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,50 @@
+"""Opening the S3 client once per process, with settings that work on AWS, B2 and MinIO."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import aioboto3
+from aiobotocore.config import AioConfig
+
+from app.settings import Settings
+from app.storage import S3Client
+
+
+def client_config(settings: Settings) -> AioConfig:
+    """botocore configuration: retries with backoff, a pool sized for concurrent parts."""
+    return AioConfig(
+        signature_version="s3v4",
+        s3={"addressing_style": settings.s3_addressing_style},
+        retries={"mode": "standard", "max_attempts": settings.s3_max_attempts},
+        max_pool_connections=settings.s3_max_pool_connections,
+        connect_timeout=10,
+        # CompleteMultipartUpload of a very large object can take minutes on AWS.
+        read_timeout=600,
+        request_checksum_calculation=settings.s3_checksum_mode,
+        response_checksum_validation=settings.s3_checksum_mode,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_storage(settings: Settings) -> AsyncIterator[S3Client]:
+    """Yield the process's S3Client; on exit, wait briefly for pending aborts, then close."""
+    session = aioboto3.Session()
+    async with session.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        config=client_config(settings),
+    ) as client:
+        storage = S3Client(
+            client,
+            settings.s3_bucket,
+            part_size=settings.part_size,
+            multipart_threshold=settings.multipart_threshold,
+            parts_in_flight=settings.parts_in_flight,
+        )
+        try:
+            yield storage
+        finally:
+            await storage.wait_for_cleanups(timeout=30)

@@ -1,0 +1,194 @@
+"""Configuration from environment variables.
+
+Every setting is read once at start-up; an invalid value stops the process with a
+`SettingsError` that names the variable, so a typo never turns into odd behaviour later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+#: S3 refuses parts below 5 MiB (except the last) and above 5 GiB; B2 and MinIO agree.
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * GiB
+#: A single PutObject can carry at most 5 GiB.
+MAX_SINGLE_PUT = 5 * GiB
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": KiB,
+    "kib": KiB,
+    "kb": 1000,
+    "m": MiB,
+    "mib": MiB,
+    "mb": 1000**2,
+    "g": GiB,
+    "gib": GiB,
+    "gb": 1000**3,
+    "t": TiB,
+    "tib": TiB,
+    "tb": 1000**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+ChecksumMode = Literal["when_required", "when_supported"]
+AddressingStyle = Literal["auto", "path", "virtual"]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def parse_size(text: str) -> int:
+    """Parse `10485760`, `10MiB`, `10 MB` or `10m` (k/m/g/t alone are binary, as in nginx)."""
+    match = _SIZE_RE.match(text)
+    if match is None or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {text!r} (write bytes, or e.g. 10MiB, 50MB, 1GiB)")
+    number, unit = match.groups()
+    value = float(number) * _UNITS[unit.lower()]
+    if value != int(value):
+        raise ValueError(f"not a whole number of bytes: {text!r}")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the service needs to know; defaults are the documented ones."""
+
+    #: Bucket that receives every object. Required.
+    s3_bucket: str
+    #: S3 API endpoint, e.g. `http://127.0.0.1:9000` for MinIO; None means AWS.
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    #: Every key the service writes starts with this prefix.
+    s3_key_prefix: str = "uploads/"
+    #: When botocore adds flexible checksums (`x-amz-checksum-*`). botocore >= 1.36 defaults to
+    #: "when_supported", which Backblaze B2 and older MinIO reject; "when_required" works on all.
+    s3_checksum_mode: ChecksumMode = "when_required"
+    #: "path" suits MinIO and most self-hosted stores; "auto" lets botocore choose (AWS).
+    s3_addressing_style: AddressingStyle = "auto"
+    #: Attempts per S3 call (botocore "standard" retry mode: backoff, retries 500/503/SlowDown).
+    s3_max_attempts: int = 5
+    #: Connections to storage shared by all uploads in the process.
+    s3_max_pool_connections: int = 64
+    #: Size of each multipart part; grows by itself past 10,000 parts.
+    part_size: int = 10 * MiB
+    #: Files whose request body is known to be smaller than this go as one PutObject.
+    multipart_threshold: int = 50 * MiB
+    #: Part uploads running at once per file while the next part fills.
+    parts_in_flight: int = 1
+    #: Largest request body accepted; 0 means no limit.
+    max_body_bytes: int = 0
+    #: Text fields per request, and bytes per text field value.
+    max_fields: int = 100
+    max_field_bytes: int = 64 * KiB
+    #: Files per request.
+    max_files: int = 100
+    #: Bytes of one part's header section; a header that never ends is cut off here.
+    max_part_header_bytes: int = 16 * KiB
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, bool, str]] = [
+            ("S3_BUCKET", bool(self.s3_bucket), "is required"),
+            (
+                "UPLOAD_PART_SIZE",
+                MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE,
+                "must be between 5 MiB and 5 GiB (S3's part size limits)",
+            ),
+            (
+                "UPLOAD_MULTIPART_THRESHOLD",
+                0 <= self.multipart_threshold <= MAX_SINGLE_PUT,
+                "must be between 0 and 5 GiB (the largest single PutObject)",
+            ),
+            (
+                "UPLOAD_PARTS_IN_FLIGHT",
+                1 <= self.parts_in_flight <= 64,
+                "must be 1 to 64",
+            ),
+            ("UPLOAD_MAX_BYTES", self.max_body_bytes >= 0, "must be 0 (no limit) or more"),
+            ("UPLOAD_MAX_FIELDS", self.max_fields >= 0, "must be 0 or more"),
+            ("UPLOAD_MAX_FIELD_SIZE", self.max_field_bytes >= 0, "must be 0 or more"),
+            ("UPLOAD_MAX_FILES", self.max_files >= 1, "must be 1 or more"),
+            (
+                "UPLOAD_MAX_PART_HEADER_SIZE",
+                self.max_part_header_bytes >= 1 * KiB,
+                "must be at least 1 KiB",
+            ),
+            ("S3_MAX_ATTEMPTS", 1 <= self.s3_max_attempts <= 20, "must be 1 to 20"),
+            (
+                "S3_MAX_POOL_CONNECTIONS",
+                1 <= self.s3_max_pool_connections <= 1024,
+                "must be 1 to 1024",
+            ),
+            (
+                "S3_CHECKSUM_MODE",
+                self.s3_checksum_mode in ("when_required", "when_supported"),
+                "must be when_required or when_supported",
+            ),
+            (
+                "S3_ADDRESSING_STYLE",
+                self.s3_addressing_style in ("auto", "path", "virtual"),
+                "must be auto, path or virtual",
+            ),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise SettingsError(f"{name} {rule}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (default `os.environ`)."""
+        env = os.environ if environ is None else environ
+
+        def text(name: str, default: str) -> str:
+            return env.get(name, "").strip() or default
+
+        def size(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return parse_size(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
+
+        def integer(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise SettingsError(f"{name}: not a whole number: {raw!r}") from None
+
+        endpoint = env.get("S3_ENDPOINT_URL", "").strip() or None
+        return cls(
+            s3_bucket=env.get("S3_BUCKET", "").strip(),
+            s3_endpoint_url=endpoint,
+            s3_region=text("S3_REGION", "us-east-1"),
+            s3_key_prefix=env.get("S3_KEY_PREFIX", "uploads/"),
+            s3_checksum_mode=text("S3_CHECKSUM_MODE", "when_required"),  # type: ignore[arg-type]
+            s3_addressing_style=text(  # type: ignore[arg-type]
+                "S3_ADDRESSING_STYLE", "path" if endpoint else "auto"
+            ),
+            s3_max_attempts=integer("S3_MAX_ATTEMPTS", 5),
+            s3_max_pool_connections=integer("S3_MAX_POOL_CONNECTIONS", 64),
+            part_size=size("UPLOAD_PART_SIZE", 10 * MiB),
+            multipart_threshold=size("UPLOAD_MULTIPART_THRESHOLD", 50 * MiB),
+            parts_in_flight=integer("UPLOAD_PARTS_IN_FLIGHT", 1),
+            max_body_bytes=size("UPLOAD_MAX_BYTES", 0),
+            max_fields=integer("UPLOAD_MAX_FIELDS", 100),
+            max_field_bytes=size("UPLOAD_MAX_FIELD_SIZE", 64 * KiB),
+            max_files=integer("UPLOAD_MAX_FILES", 100),
+            max_part_header_bytes=size("UPLOAD_MAX_PART_HEADER_SIZE", 16 * KiB),
+        )

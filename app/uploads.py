@@ -1,0 +1,146 @@
+"""One request's form: its files become objects, its text fields are kept (bounded).
+
+`FormUpload.handle()` takes the parser's events in order. Files stream into storage as they
+arrive, but none is made visible (completed) until `commit()`, which the endpoint calls only
+after the whole body parsed cleanly; `abort()` undoes everything the request started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+
+from app.errors import FieldTooLarge, MalformedMultipart, NoFile, TooManyFields, TooManyFiles
+from app.formstream import Event, PartEnd, PartStart
+from app.keys import object_key
+from app.settings import Settings
+from app.storage import ObjectUpload, S3Client, StoredObject
+
+logger = logging.getLogger("app.uploads")
+
+
+@dataclasses.dataclass
+class FileEntry:
+    field: str
+    filename: str
+    upload: ObjectUpload
+
+
+@dataclasses.dataclass
+class _Field:
+    name: str
+    value: bytearray
+
+
+class FormUpload:
+    """Routes one request's parts: file bytes to storage, field bytes to bounded buffers."""
+
+    def __init__(self, storage: S3Client, settings: Settings, *, body_size: int | None) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.body_size = body_size
+        self.files: list[FileEntry] = []
+        self.fields: dict[str, str | list[str]] = {}
+        self._field_count = 0
+        self._file: FileEntry | None = None
+        self._field: _Field | None = None
+
+    async def handle(self, event: Event, received: int) -> None:
+        """Act on one parser event; `received` is how much of the body has been read."""
+        if isinstance(event, bytes):
+            if self._file is not None:
+                await self._file.upload.write(event)
+            elif self._field is not None:
+                self._field.value += event
+                if len(self._field.value) > self.settings.max_field_bytes:
+                    raise FieldTooLarge(
+                        f"field {self._field.name!r} is longer than "
+                        f"{self.settings.max_field_bytes} bytes"
+                    )
+        elif isinstance(event, PartStart):
+            self._start(event, received)
+        elif isinstance(event, PartEnd):
+            await self._end()
+
+    def _start(self, part: PartStart, received: int) -> None:
+        if part.filename is None:
+            self._field_count += 1
+            if self._field_count > self.settings.max_fields:
+                raise TooManyFields(f"more than {self.settings.max_fields} text fields")
+            self._field = _Field(part.field, bytearray())
+        elif part.filename == "":
+            pass  # a browser form with no file chosen sends this; its bytes are dropped
+        else:
+            if len(self.files) >= self.settings.max_files:
+                raise TooManyFiles(f"more than {self.settings.max_files} files in one request")
+            # The rest of the body bounds this file's size: the best hint we have.
+            hint = None if self.body_size is None else max(self.body_size - received, 0)
+            upload = self.storage.open_upload(
+                object_key(self.settings.s3_key_prefix, part.filename),
+                lambda: part.content_type or "application/octet-stream",
+                size_hint=hint,
+            )
+            self._file = FileEntry(part.field, part.filename, upload)
+            self.files.append(self._file)
+
+    async def _end(self) -> None:
+        if self._file is not None:
+            await self._file.upload.close()
+            self._file = None
+            await self._limit_held_bytes()
+        elif self._field is not None:
+            try:
+                value = self._field.value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedMultipart(f"field {self._field.name!r} is not UTF-8") from None
+            previous = self.fields.get(self._field.name)
+            if previous is None:
+                self.fields[self._field.name] = value
+            elif isinstance(previous, list):
+                previous.append(value)
+            else:
+                self.fields[self._field.name] = [previous, value]
+            self._field = None
+
+    async def _limit_held_bytes(self) -> None:
+        """Finished small files wait in memory for the end of the body; cap their total."""
+        held = [f.upload for f in self.files if f.upload.strategy == "single"]
+        total = sum(u.held_bytes for u in held)
+        for upload in sorted(held, key=lambda u: u.held_bytes, reverse=True):
+            if total <= self.storage.multipart_threshold:
+                break
+            total -= upload.held_bytes
+            await upload.spill()
+
+    async def commit(self) -> dict[str, Any]:
+        """The body is complete: make every file visible and return the response body."""
+        if not self.files:
+            raise NoFile("the form has no file (send one part with a filename)")
+        stored: list[tuple[FileEntry, StoredObject]] = []
+        for entry in self.files:
+            stored.append((entry, await entry.upload.commit()))
+        return {
+            "files": [
+                {
+                    "field": entry.field,
+                    "filename": entry.filename,
+                    "key": obj.key,
+                    "size": obj.size,
+                    "content_type": obj.content_type,
+                    "sha256": obj.sha256,
+                    "strategy": obj.strategy,
+                    "parts": obj.parts,
+                }
+                for entry, obj in stored
+            ],
+            "fields": self.fields,
+        }
+
+    async def abort(self) -> None:
+        """Undo every file of this request: abort uploads, delete objects already completed."""
+        tasks = [entry.upload.begin_abort() for entry in self.files]
+        if tasks:
+            # Every cleanup is scheduled before we wait, so a cancelled request still runs all.
+            await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
