@@ -59,11 +59,12 @@ async def upload(request: Request) -> Response:
     received = 0
     try:
         async for chunk in request.stream():
+            offset = received
             received += len(chunk)
             if limit and received > limit:
                 raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
             for event in form.feed(chunk):
-                await files.handle(event, received)
+                await files.handle(event, offset)
         form.finish()
         result = await files.commit()
     except UploadError as exc:

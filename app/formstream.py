@@ -186,9 +186,11 @@ class MultipartStream:
             raise MalformedMultipart(f"malformed multipart part header: {exc}") from None
         new = self._target.events
         self._target.events = []
-        if new:
+        events.extend(new)
+        # Body bytes or a part's end show progress; a part's start does not, since its
+        # header section (where a line may never end) follows the Content-Disposition line.
+        if any(not isinstance(event, PartStart) for event in new):
             self._silent_bytes = 0
-            events.extend(new)
         else:
             self._silent_bytes += len(data)
             if self._silent_bytes > self._silent_limit:

