@@ -197,6 +197,4 @@ class MultipartStream:
                 if _parser_state(self._parser) == _STATE_END:
                     self._ended = True
                     return
-                raise PartHeadersTooLarge(
-                    "a part's header section (or boundary line) is too long"
-                )
+                raise PartHeadersTooLarge("a part's header section (or boundary line) is too long")

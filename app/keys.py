@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import uuid
 
 #: Longest sanitised filename, in UTF-8 bytes (S3 keys may be 1024 bytes in all).
 MAX_NAME_BYTES = 200
 _FALLBACK_NAME = "file"
+#: White space (any script's) and dots at either end: hidden names and `..` games.
+_ENDS = re.compile(r"^[\s.]+|[\s.]+$")
+
+
+#: Joiners shape emoji sequences and Persian or Indic text; they cannot reorder or hide text.
+_JOINERS = {"\u200c", "\u200d"}
+
+
+def _keep(ch: str) -> bool:
+    """Drop control, format (bidi overrides), unassigned, and line/paragraph separators."""
+    category = unicodedata.category(ch)
+    return ch in _JOINERS or not (category[0] == "C" or category in ("Zl", "Zp"))
 
 
 def safe_filename(filename: str) -> str:
     """A readable name that cannot escape the key prefix or confuse a terminal.
 
     Keeps only the last path segment (`/` and `\\` both count), drops control, format
-    (e.g. right-to-left override) and unassigned characters, trims dots and spaces from the
-    ends, and cuts the name to MAX_NAME_BYTES while keeping its extension.
+    (e.g. right-to-left override) and unassigned characters, normalises to NFC, trims dots
+    and white space from the ends, and cuts the name to MAX_NAME_BYTES keeping its extension.
     """
-    name = unicodedata.normalize("NFC", filename)
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] not in ("C",))
-    name = name.strip(" .")
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if _keep(ch))
+    name = _ENDS.sub("", unicodedata.normalize("NFC", name))
     if not name:
         return _FALLBACK_NAME
     if len(name.encode()) > MAX_NAME_BYTES:

@@ -22,10 +22,10 @@ def plan_part_size(configured: int, expected_size: int | None, max_parts: int = 
     parts is sent as 10,000 parts of 52 MiB instead of failing at part 10,001.
     """
     size = max(configured, MIN_PART_SIZE)
+    if expected_size is not None and expected_size > MAX_OBJECT_SIZE:
+        raise ObjectTooLarge(f"{expected_size} bytes is more than S3's 5 TiB object limit")
     if expected_size is None or expected_size <= size * max_parts:
         return size
-    if expected_size > MAX_OBJECT_SIZE:
-        raise ObjectTooLarge(f"{expected_size} bytes is more than S3's 5 TiB object limit")
     needed = -(-expected_size // max_parts)  # ceiling division
     size = -(-needed // MiB) * MiB
     if size > MAX_PART_SIZE:

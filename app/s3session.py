@@ -47,4 +47,4 @@ async def open_storage(settings: Settings) -> AsyncIterator[S3Client]:
         try:
             yield storage
         finally:
-            await storage.wait_for_cleanups(timeout=30)
+            await storage.wait_for_cleanups(grace=30)

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Literal
 
 KiB = 1024
@@ -55,8 +56,8 @@ def parse_size(text: str) -> int:
     if match is None or match.group(2).lower() not in _UNITS:
         raise ValueError(f"not a size: {text!r} (write bytes, or e.g. 10MiB, 50MB, 1GiB)")
     number, unit = match.groups()
-    value = float(number) * _UNITS[unit.lower()]
-    if value != int(value):
+    value = Decimal(number) * _UNITS[unit.lower()]  # exact: 4.1MB is 4100000 bytes
+    if value != value.to_integral_value():
         raise ValueError(f"not a whole number of bytes: {text!r}")
     return int(value)
 

@@ -199,9 +199,9 @@ class S3Client:
         task.add_done_callback(self._cleanups.discard)
         return task
 
-    async def wait_for_cleanups(self, timeout: float) -> None:
+    async def wait_for_cleanups(self, grace: float) -> None:
         if self._cleanups:
-            await asyncio.wait(set(self._cleanups), timeout=timeout)
+            await asyncio.wait(set(self._cleanups), timeout=grace)
 
 
 class ObjectUpload:

@@ -46,9 +46,7 @@ def part_head(part: Part, boundary: str = BOUNDARY) -> bytes:
             f'Content-Disposition: form-data; name="{part.field}"; filename="{part.filename}"\r\n'
             f"Content-Type: {part.content_type}\r\n\r\n"
         ).encode()
-    return (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{part.name}"\r\n\r\n'
-    ).encode()
+    return (f'--{boundary}\r\nContent-Disposition: form-data; name="{part.name}"\r\n\r\n').encode()
 
 
 def multipart_body(parts: Sequence[Part], boundary: str = BOUNDARY) -> bytes:
@@ -82,7 +80,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 20.0, proc: subprocess.Popen[Any] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

@@ -11,7 +11,7 @@ from moto.server import ThreadedMotoServer
 
 from app.main import create_app
 from app.settings import Settings
-from tests.support import MiB, Bucket
+from tests.support import Bucket, MiB
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,7 @@ async def client(settings_for: Callable[..., Settings]) -> AsyncIterator[httpx.A
         yield http
 
 
-class app_client:  # noqa: N801 - used like a function
+class app_client:
     """`async with app_client(settings) as http:` runs the app's lifespan around a client."""
 
     def __init__(self, settings: Settings) -> None:

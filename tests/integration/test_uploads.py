@@ -71,7 +71,9 @@ async def test_sizes_around_part_and_threshold(
     assert bucket.keys() == [stored["key"]]
 
 
-async def test_several_files_and_fields_in_one_form(client: httpx.AsyncClient, bucket: Bucket) -> None:
+async def test_several_files_and_fields_in_one_form(
+    client: httpx.AsyncClient, bucket: Bucket
+) -> None:
     big, small, empty = payload(2 * PART + 3), payload(100), b""
     body = multipart_body(
         [
@@ -183,7 +185,11 @@ async def test_not_multipart_is_415(
 
 @pytest.mark.parametrize(
     "header",
-    ["multipart/form-data", "multipart/form-data; boundary=", f"multipart/form-data; boundary={'b' * 71}"],
+    [
+        "multipart/form-data",
+        "multipart/form-data; boundary=",
+        f"multipart/form-data; boundary={'b' * 71}",
+    ],
     ids=["no-boundary", "empty-boundary", "over-long-boundary"],
 )
 async def test_bad_boundary_is_400(client: httpx.AsyncClient, bucket: Bucket, header: str) -> None:
@@ -197,13 +203,16 @@ MALFORMED = {
     "garbage": b"this is not a multipart body at all",
     "wrong-boundary": multipart_body([FilePart("file", "a.bin", b"abc")], boundary="other"),
     "missing-closing-boundary": multipart_body([FilePart("file", "a.bin", b"abc")])[:-8],
-    "cut-inside-headers": part_head(FilePart("file", "a.bin", b"")) [:40],
+    "cut-inside-headers": part_head(FilePart("file", "a.bin", b""))[:40],
     "cut-after-delimiter": multipart_body([FilePart("file", "a.bin", b"abc")])[:-10]
-    + b"\r\n--" + b"----streaming-upload-test-7Qk2\r\n",
-    "non-utf8-header": b"--" + b"----streaming-upload-test-7Qk2"
+    + b"\r\n--"
+    + b"----streaming-upload-test-7Qk2\r\n",
+    "non-utf8-header": b"--"
+    + b"----streaming-upload-test-7Qk2"
     + b'\r\nContent-Disposition: form-data; name="f"; filename="\xff\xfe"\r\n\r\nabc\r\n--'
     + b"----streaming-upload-test-7Qk2--\r\n",
-    "not-form-data-disposition": b"--" + b"----streaming-upload-test-7Qk2"
+    "not-form-data-disposition": b"--"
+    + b"----streaming-upload-test-7Qk2"
     + b'\r\nContent-Disposition: attachment; name="f"; filename="a"\r\n\r\nabc\r\n--'
     + b"----streaming-upload-test-7Qk2--\r\n",
 }
@@ -220,7 +229,9 @@ async def test_malformed_body_is_400(
     assert (await client.get("/healthz")).status_code == 200
 
 
-@pytest.mark.parametrize("cut", [PART - 1, PART + 1, 3 * PART + 17], ids=["in-part-1", "in-part-2", "in-part-4"])
+@pytest.mark.parametrize(
+    "cut", [PART - 1, PART + 1, 3 * PART + 17], ids=["in-part-1", "in-part-2", "in-part-4"]
+)
 async def test_file_cut_short_aborts_the_multipart_upload(
     client: httpx.AsyncClient, bucket: Bucket, cut: int
 ) -> None:
@@ -234,7 +245,9 @@ async def test_failure_after_a_finished_file_deletes_nothing_left(
     client: httpx.AsyncClient, bucket: Bucket
 ) -> None:
     """The first file streamed completely, the second was cut: neither may remain."""
-    first = multipart_body([FilePart("a", "a.bin", payload(3 * PART)), FilePart("b", "b.bin", payload(10))])
+    first = multipart_body(
+        [FilePart("a", "a.bin", payload(3 * PART)), FilePart("b", "b.bin", payload(10))]
+    )
     cut = first[: first.rindex(b"\r\n--")]  # drop the final boundary
     response = await post(client, cut, stream=True)
     assert_error(response, 400, "malformed_multipart")
@@ -254,7 +267,9 @@ async def test_too_many_fields_and_field_too_large(
     settings_for: Callable[..., Settings], bucket: Bucket
 ) -> None:
     async with app_client(settings_for(max_fields=2, max_field_bytes=10)) as http:
-        many = multipart_body([FieldPart(f"f{i}", "v") for i in range(3)] + [FilePart("f", "a", b"x")])
+        many = multipart_body(
+            [FieldPart(f"f{i}", "v") for i in range(3)] + [FilePart("f", "a", b"x")]
+        )
         assert_error(await post(http, many), 400, "too_many_fields")
         long = multipart_body([FieldPart("f", "v" * 11), FilePart("f", "a", b"x")])
         assert_error(await post(http, long), 400, "field_too_large")
@@ -297,7 +312,9 @@ async def test_chunked_body_over_limit_is_413_mid_stream(
     bucket.assert_clean()
 
 
-async def test_storage_failure_is_502(settings_for: Callable[..., Settings], bucket: Bucket) -> None:
+async def test_storage_failure_is_502(
+    settings_for: Callable[..., Settings], bucket: Bucket
+) -> None:
     async with app_client(settings_for(s3_bucket="no-such-bucket-here")) as http:
         for size in (10, 2 * PART):
             body = multipart_body([FilePart("f", "a.bin", payload(size))])
