@@ -1,0 +1,121 @@
+"""The client goes away or the request is cancelled mid-upload: nothing may remain.
+
+These drive the app with raw ASGI messages, exactly as uvicorn does: body chunks, then an
+`http.disconnect` (or a receive() that never returns, to cancel the request task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from app.settings import Settings
+from tests.integration.conftest import PART, app_client
+from tests.support import Bucket, FilePart, content_type, multipart_body, part_head
+
+pytestmark = pytest.mark.anyio
+
+FILE = FilePart("file", "big.bin", bytes(4 * PART))
+
+
+def scope_for(body_size: int) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/uploads",
+        "raw_path": b"/uploads",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", content_type().encode()),
+            (b"content-length", str(body_size).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+
+class Receiver:
+    """Hands out the body in 64 KiB messages up to `stop_at` bytes, then ends the body."""
+
+    def __init__(self, body: bytes, stop_at: int, bucket: Bucket, then: str) -> None:
+        self.body = body
+        self.stop_at = stop_at
+        self.bucket = bucket
+        self.then = then
+        self.sent = 0
+        self.uploads_seen_before_end: list[dict[str, Any]] = []
+        self.reached_end = asyncio.Event()
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.sent < self.stop_at:
+            chunk = self.body[self.sent : min(self.sent + 65536, self.stop_at)]
+            self.sent += len(chunk)
+            return {"type": "http.request", "body": chunk, "more_body": True}
+        # Record what storage holds right now: proof that the abort had work to do.
+        self.uploads_seen_before_end = await asyncio.to_thread(self.bucket.incomplete_uploads)
+        self.reached_end.set()
+        if self.then == "disconnect":
+            return {"type": "http.disconnect"}
+        await asyncio.Event().wait()  # a client that stalls forever
+        raise AssertionError("unreachable")
+
+
+async def drive(
+    settings: Settings, bucket: Bucket, stop_at: int, then: str
+) -> tuple[Receiver, list[dict[str, Any]]]:
+    body = multipart_body([FILE])
+    receive = Receiver(body, stop_at, bucket, then)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    ctx = app_client(settings)
+    async with ctx:
+        task = asyncio.ensure_future(ctx.app(scope_for(len(body)), receive, send))
+        if then == "disconnect":
+            await asyncio.wait_for(task, timeout=60)
+        else:
+            await asyncio.wait_for(receive.reached_end.wait(), timeout=60)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The cleanup outlives the cancelled task; shutdown waits for it too.
+            await ctx.app.state.storage.wait_for_cleanups(grace=30)
+    return receive, sent
+
+
+@pytest.mark.parametrize(
+    "file_bytes",
+    [None, PART // 2, 2 * PART, 3 * PART + 7],
+    ids=["at-0%", "in-part-1", "on-part-boundary", "in-part-4"],
+)
+async def test_disconnect_mid_body_leaves_nothing(
+    settings_for: Callable[..., Settings], bucket: Bucket, file_bytes: int | None
+) -> None:
+    """`file_bytes` of the file arrive (None: not even the part header), then disconnect."""
+    stop_at = 0 if file_bytes is None else len(part_head(FILE)) + file_bytes
+    receive, sent = await drive(settings_for(), bucket, stop_at, "disconnect")
+    if stop_at > PART + 65536:
+        assert len(receive.uploads_seen_before_end) == 1  # a multipart upload was under way
+    bucket.assert_clean()
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 400  # never read by the gone client, but well-formed
+
+
+@pytest.mark.parametrize("parts_in_flight", [1, 3])
+async def test_cancelled_request_is_aborted(
+    settings_for: Callable[..., Settings], bucket: Bucket, parts_in_flight: int
+) -> None:
+    receive, _ = await drive(
+        settings_for(parts_in_flight=parts_in_flight), bucket, 3 * PART + 99, "hang"
+    )
+    assert len(receive.uploads_seen_before_end) == 1
+    bucket.assert_clean()

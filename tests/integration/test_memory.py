@@ -1,0 +1,181 @@
+"""A large body through a real uvicorn process: bounded memory, no disk writes, streaming.
+
+The app runs as its own process (as in production) against `rclone serve s3`, and we read
+its peak RSS and disk writes from /proc. Set MEMORY_TEST_SIZE (e.g. `10GiB`) to try larger
+bodies; CI runs the default 1 GiB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.settings import MiB, parse_size
+from tests.support import (
+    BOUNDARY,
+    Bucket,
+    FilePart,
+    RcloneS3,
+    content_type,
+    free_port,
+    iter_generated,
+    part_head,
+    wait_for_port,
+)
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = parse_size(os.environ.get("MEMORY_TEST_SIZE", "1GiB"))
+PART_SIZE = 10 * MiB
+PARTS_IN_FLIGHT = 1
+#: Interpreter, allocator and socket buffers on top of the part buffers; measured ~10 MiB.
+SLACK = 24 * MiB
+
+
+@pytest.fixture(scope="module")
+def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    server = RcloneS3(tmp_path_factory.mktemp("rclone")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def app_process(rclone: RcloneS3) -> Iterator[tuple[subprocess.Popen[bytes], int, Bucket]]:
+    bucket = Bucket(rclone.endpoint)
+    port = free_port()
+    env = {
+        **os.environ,
+        "S3_ENDPOINT_URL": rclone.endpoint,
+        "S3_BUCKET": bucket.name,
+        "UPLOAD_PART_SIZE": str(PART_SIZE),
+        "UPLOAD_PARTS_IN_FLIGHT": str(PARTS_IN_FLIGHT),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+         "--port", str(port), "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        yield proc, port, bucket
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    pairs = (line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return {key: int(value) for key, value in pairs}
+
+
+def reset_peak_rss(pid: int) -> None:
+    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def upload(port: int, size: int, on_progress: Any = None) -> tuple[int, dict[str, Any], str]:
+    """POST a generated file of `size` bytes with Content-Length, streaming it from memory."""
+    head = part_head(FilePart("file", "big.bin", b""))
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    digest = hashlib.sha256()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.putrequest("POST", "/uploads")
+    conn.putheader("Content-Type", content_type())
+    conn.putheader("Content-Length", str(len(head) + size + len(tail)))
+    conn.endheaders()
+    conn.send(head)
+    sent = 0
+    for block in iter_generated(size):
+        digest.update(block)
+        conn.send(block)
+        sent += len(block)
+        if on_progress is not None:
+            on_progress(sent)
+    conn.send(tail)
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    conn.close()
+    return response.status, body, digest.hexdigest()
+
+
+def stored_sha256(bucket: Bucket, key: str) -> str:
+    digest = hashlib.sha256()
+    stream = bucket.s3.get_object(Bucket=bucket.name, Key=key)["Body"]
+    for block in iter(lambda: stream.read(MiB), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def test_large_upload_memory_disk_and_streaming(
+    app_process: tuple[subprocess.Popen[bytes], int, Bucket],
+) -> None:
+    proc, port, bucket = app_process
+    # Warm up: load botocore's models, open pooled connections, allocate part buffers once.
+    status, _, _ = upload(port, 3 * PART_SIZE + 1)
+    assert status == 201
+
+    reset_peak_rss(proc.pid)
+    baseline = proc_status(proc.pid)["VmRSS"]
+    io_before = proc_io(proc.pid)
+    saw_parts_while_sending = False
+
+    def check_streaming(sent: int) -> None:
+        # Halfway through the body, parts must already be in storage: the app uploads
+        # while the client is still sending, it does not wait for the end of the body.
+        nonlocal saw_parts_while_sending
+        if saw_parts_while_sending or sent < min(SIZE // 2, 200 * MiB):
+            return
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not saw_parts_while_sending:
+            for up in bucket.incomplete_uploads():
+                parts = bucket.s3.list_parts(
+                    Bucket=bucket.name, Key=up["Key"], UploadId=up["UploadId"]
+                ).get("Parts", [])
+                saw_parts_while_sending = saw_parts_while_sending or len(parts) > 0
+            time.sleep(0.1)
+
+    started = time.monotonic()
+    status, body, sent_sha = upload(port, SIZE, check_streaming)
+    seconds = time.monotonic() - started
+    peak = proc_status(proc.pid)["VmHWM"]
+    io_after = proc_io(proc.pid)
+
+    assert status == 201, body
+    stored = body["files"][0]
+    assert stored["size"] == SIZE and stored["sha256"] == sent_sha
+    assert stored_sha256(bucket, stored["key"]) == sent_sha
+    assert stored["strategy"] == "multipart" and stored["parts"] == -(-SIZE // PART_SIZE)
+    assert bucket.incomplete_uploads() == []
+    assert saw_parts_while_sending
+
+    growth = peak - baseline
+    bound = (PARTS_IN_FLIGHT + 1) * PART_SIZE + SLACK
+    written = io_after["write_bytes"] - io_before["write_bytes"]
+    print(
+        f"\n{SIZE / MiB:.0f} MiB in {seconds:.1f} s ({SIZE / MiB / seconds:.0f} MiB/s); "
+        f"peak RSS growth {growth / MiB:.1f} MiB (bound {bound / MiB:.0f} MiB); "
+        f"disk writes {written} bytes"
+    )
+    assert growth <= bound
+    assert written < MiB
