@@ -62,8 +62,19 @@ def app_process(rclone: RcloneS3) -> Iterator[tuple[subprocess.Popen[bytes], int
         "UPLOAD_PARTS_IN_FLIGHT": str(PARTS_IN_FLIGHT),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
         cwd=ROOT,
         env=env,
     )

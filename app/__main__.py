@@ -1,0 +1,86 @@
+"""Command line: `python -m app serve` runs the service.
+
+With neither S3_ENDPOINT_URL nor S3_BUCKET set, `serve` starts an embedded local store
+(app/localstore.py) with data under ./var/s3, so one command gives a working service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from app.localstore import local_s3
+from app.settings import Settings, SettingsError
+
+
+def serve(args: argparse.Namespace) -> int:
+    # uvicorn re-raises SIGTERM after its graceful shutdown; as an exception rather than the
+    # default action it lets the embedded store below be stopped too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    use_local = not os.environ.get("S3_ENDPOINT_URL") and not os.environ.get("S3_BUCKET")
+    if use_local:
+        data_dir = Path(args.data_dir).resolve()
+        with local_s3(data_dir) as env:
+            os.environ.update(env)
+            print(
+                f"local S3 store: {env['S3_ENDPOINT_URL']}, bucket {env['S3_BUCKET']}, "
+                f"files under {data_dir}",
+                file=sys.stderr,
+            )
+            return run_uvicorn(args)
+    return run_uvicorn(args)
+
+
+def run_uvicorn(args: argparse.Namespace) -> int:
+    try:
+        Settings.from_env()  # fail here, with the variable's name, not inside a worker
+    except SettingsError as exc:
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    print(f"uploads: POST http://{args.host}:{args.port}/uploads", file=sys.stderr)
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        timeout_graceful_shutdown=args.graceful_shutdown,
+        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the upload service")
+    run.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    run.add_argument(
+        "--graceful-shutdown",
+        type=int,
+        default=int(os.environ.get("SHUTDOWN_GRACE_SECONDS", "30")),
+        help="seconds in-flight uploads may take to finish on shutdown before being aborted",
+    )
+    run.add_argument(
+        "--data-dir",
+        default=os.environ.get("LOCAL_S3_DIR", "var/s3"),
+        help="where the embedded local store keeps objects (when no S3 is configured)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command == "serve":
+        return serve(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())
