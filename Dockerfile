@@ -11,7 +11,7 @@
 #                           container more than this plus ~30 s of abort clean-up before SIGKILL
 #                           (e.g. `docker stop -t 70`, terminationGracePeriodSeconds: 70)
 
-ARG PYTHON_VERSION=3.12
+ARG PYTHON_VERSION=3.11
 
 # ---- builder: a venv with the dependencies and the project's wheel ----------------------------
 FROM python:${PYTHON_VERSION}-slim AS builder
@@ -40,6 +40,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
     && pip install --no-cache-dir --requirement requirements.txt
 
 # Then the project itself, as a wheel, without touching the dependencies again.
+# (README.md is the wheel's long description, named in pyproject.toml.)
+COPY README.md ./
 COPY app ./app
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /tmp/wheels . \
     && pip install --no-cache-dir --no-deps /tmp/wheels/*.whl

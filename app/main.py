@@ -51,10 +51,20 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
+def configure_logging() -> None:
+    """Show the app's INFO lines under a bare `uvicorn app.main:app`, which only sets up
+    uvicorn's own loggers; a process that configured logging already is left alone."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+
+
 def __getattr__(name: str) -> Starlette:
     # `app` is built on first access, so importing this module (tests, tools) needs no
     # environment, while `uvicorn app.main:app` fails at start with the bad variable's name.
     if name == "app":
+        configure_logging()
         application = create_app(Settings.from_env())
         globals()["app"] = application
         return application

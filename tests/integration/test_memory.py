@@ -100,6 +100,11 @@ def proc_io(pid: int) -> dict[str, int]:
     return {key: int(value) for key, value in pairs}
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reset_peak_rss(pid: int) -> None:
     # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
     Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -149,6 +154,7 @@ def test_large_upload_memory_disk_and_streaming(
     reset_peak_rss(proc.pid)
     baseline = proc_status(proc.pid)["VmRSS"]
     io_before = proc_io(proc.pid)
+    cpu_before = cpu_seconds(proc.pid)
     saw_parts_while_sending = False
 
     def check_streaming(sent: int) -> None:
@@ -171,6 +177,7 @@ def test_large_upload_memory_disk_and_streaming(
     seconds = time.monotonic() - started
     peak = proc_status(proc.pid)["VmHWM"]
     io_after = proc_io(proc.pid)
+    cpu = cpu_seconds(proc.pid) - cpu_before
 
     assert status == 201, body
     stored = body["files"][0]
@@ -186,7 +193,7 @@ def test_large_upload_memory_disk_and_streaming(
     print(
         f"\n{SIZE / MiB:.0f} MiB in {seconds:.1f} s ({SIZE / MiB / seconds:.0f} MiB/s); "
         f"peak RSS growth {growth / MiB:.1f} MiB (bound {bound / MiB:.0f} MiB); "
-        f"disk writes {written} bytes"
+        f"disk writes {written} bytes; app CPU {cpu:.1f} s"
     )
     assert growth <= bound
     assert written < MiB
