@@ -341,3 +341,33 @@ async def test_sha256_is_of_the_stored_bytes(client: httpx.AsyncClient, bucket: 
     response = await post(client, multipart_body([FilePart("f", "x.bin", data)]), stream=True)
     stored = response.json()["files"][0]
     assert stored["sha256"] == sha256(bucket.read(stored["key"])) == sha256(data)
+
+
+async def test_small_files_held_for_the_end_are_capped_at_the_threshold(
+    client: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    """Finished small files wait in memory for the closing boundary; past the threshold in
+    total, the largest is sent ahead as a one-part multipart upload instead."""
+    # Three fit under the 12 MiB threshold together; the fourth pushes the total over it.
+    files = [payload(4 * 1024 * 1024 - i) for i in range(4)]
+    body = multipart_body([FilePart(f"f{i}", f"{i}.bin", d) for i, d in enumerate(files)])
+    response = await post(client, body, stream=True)
+    assert response.status_code == 201, response.text
+    stored = response.json()["files"]
+    for entry, data in zip(stored, files, strict=True):
+        bucket.assert_intact(entry, data)
+    strategies = [(f["strategy"], f["parts"]) for f in stored]
+    # The largest (the first) goes ahead; the rest stay under the threshold.
+    assert strategies == [("multipart", 1), ("single", 1), ("single", 1), ("single", 1)]
+
+
+async def test_several_parts_in_flight(
+    settings_for: Callable[..., Settings], bucket: Bucket
+) -> None:
+    data = payload(5 * PART + 3)
+    async with app_client(settings_for(parts_in_flight=3)) as http:
+        response = await post(http, multipart_body([FilePart("f", "a.bin", data)]), stream=True)
+    assert response.status_code == 201, response.text
+    stored = response.json()["files"][0]
+    assert (stored["strategy"], stored["parts"]) == ("multipart", 6)
+    bucket.assert_intact(stored, data)
