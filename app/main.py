@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from app import endpoints
 from app.errors import http_exception_handler, unexpected_error_handler
+from app.memory import pin_mmap_threshold
 from app.s3session import open_storage
 from app.settings import Settings
 
@@ -20,6 +21,7 @@ logger = logging.getLogger("app")
 
 def create_app(settings: Settings) -> Starlette:
     """The service for `settings`; the S3 client opens at start-up and is shared."""
+    pin_mmap_threshold()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
