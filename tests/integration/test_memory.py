@@ -180,7 +180,8 @@ def test_large_upload_memory_disk_and_streaming(
     seconds = time.monotonic() - started
     peak = proc_status(proc.pid)["VmHWM"]
     io_after = proc_io(proc.pid)
-    user, system = (after - before for after, before in zip(cpu_seconds(proc.pid), cpu_before))
+    cpu_after = cpu_seconds(proc.pid)
+    user, system = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
 
     assert status == 201, body
     stored = body["files"][0]
