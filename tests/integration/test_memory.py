@@ -30,7 +30,13 @@ from tests.support import (
     free_port,
     iter_generated,
     part_head,
+    parts_stored,
+    proc_io,
+    proc_status,
+    reset_peak_rss,
+    stored_sha256,
     wait_for_port,
+    wait_until,
 )
 
 pytestmark = pytest.mark.slow
@@ -87,30 +93,11 @@ def app_process(rclone: RcloneS3) -> Iterator[tuple[subprocess.Popen[bytes], int
         proc.wait(timeout=30)
 
 
-def proc_status(pid: int) -> dict[str, int]:
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) * 1024
-    return values
-
-
-def proc_io(pid: int) -> dict[str, int]:
-    pairs = (line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return {key: int(value) for key, value in pairs}
-
-
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def reset_peak_rss(pid: int) -> None:
-    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def upload(port: int, size: int, on_progress: Any = None) -> tuple[int, dict[str, Any], str]:
@@ -138,14 +125,6 @@ def upload(port: int, size: int, on_progress: Any = None) -> tuple[int, dict[str
     return response.status, body, digest.hexdigest()
 
 
-def stored_sha256(bucket: Bucket, key: str) -> str:
-    digest = hashlib.sha256()
-    stream = bucket.s3.get_object(Bucket=bucket.name, Key=key)["Body"]
-    for block in iter(lambda: stream.read(MiB), b""):
-        digest.update(block)
-    return digest.hexdigest()
-
-
 def test_large_upload_memory_disk_and_streaming(
     app_process: tuple[subprocess.Popen[bytes], int, Bucket],
 ) -> None:
@@ -166,14 +145,7 @@ def test_large_upload_memory_disk_and_streaming(
         nonlocal saw_parts_while_sending
         if saw_parts_while_sending or sent < min(SIZE // 2, 200 * MiB):
             return
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not saw_parts_while_sending:
-            for up in bucket.incomplete_uploads():
-                parts = bucket.s3.list_parts(
-                    Bucket=bucket.name, Key=up["Key"], UploadId=up["UploadId"]
-                ).get("Parts", [])
-                saw_parts_while_sending = saw_parts_while_sending or len(parts) > 0
-            time.sleep(0.1)
+        saw_parts_while_sending = wait_until(lambda: parts_stored(bucket) > 0, timeout=20)
 
     started = time.monotonic()
     status, body, sent_sha = upload(port, SIZE, check_streaming)
