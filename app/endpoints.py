@@ -9,11 +9,13 @@ import time
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from app.auth import check_bearer
 from app.errors import (
     BodyTooLarge,
     ClientGone,
     MalformedMultipart,
     StorageFailed,
+    Unauthorized,
     UploadError,
     error_response,
 )
@@ -45,6 +47,7 @@ async def upload(request: Request) -> Response:
     started = time.monotonic()
     limit = settings.max_body_bytes
     try:
+        check_bearer(request.headers, settings.auth_tokens)
         body_size = _content_length(request)
         if limit and body_size is not None and body_size > limit:
             # Refused before reading, so an `Expect: 100-continue` client sends nothing.
@@ -100,12 +103,26 @@ def _failed(request: Request, exc: UploadError, *, received: int, started: float
         exc.message,
     )
     # The body may be unread: close the connection rather than drain gigabytes.
-    headers = {"Connection": "close"} if received == 0 or exc.status_code == 413 else None
+    headers = {"Connection": "close"} if received == 0 or exc.status_code == 413 else {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
     return error_response(exc.status_code, exc.code, exc.message, headers=headers)
 
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else "-"
+
+
+async def auth(request: Request) -> Response:
+    """GET /auth: 204 when the request's token may upload, else 401 (for nginx auth_request)."""
+    settings: Settings = request.app.state.settings
+    try:
+        check_bearer(request.headers, settings.auth_tokens)
+    except Unauthorized as exc:
+        return error_response(
+            exc.status_code, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"}
+        )
+    return Response(status_code=204)
 
 
 async def healthz(request: Request) -> Response:

@@ -23,6 +23,11 @@ class UploadError(Exception):
         self.message = message
 
 
+class Unauthorized(UploadError):
+    status_code = 401
+    code = "unauthorized"
+
+
 class UnsupportedMediaType(UploadError):
     status_code = 415
     code = "unsupported_media_type"

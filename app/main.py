@@ -25,6 +25,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not settings.auth_tokens:
+            logger.warning("UPLOAD_AUTH_TOKENS is not set: anyone who reaches /uploads may upload")
         async with open_storage(settings) as storage:
             app.state.storage = storage
             logger.info(
@@ -40,6 +42,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/uploads", endpoints.upload, methods=["POST"]),
+            Route("/auth", endpoints.auth, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/readyz", endpoints.readyz, methods=["GET"]),
         ],

@@ -97,6 +97,8 @@ class Settings:
     max_files: int = 100
     #: Bytes of one part's header section; a header that never ends is cut off here.
     max_part_header_bytes: int = 16 * KiB
+    #: Bearer tokens allowed to upload; empty means anyone may (a warning at start-up).
+    auth_tokens: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
@@ -120,6 +122,11 @@ class Settings:
             ("UPLOAD_MAX_FIELDS", self.max_fields >= 0, "must be 0 or more"),
             ("UPLOAD_MAX_FIELD_SIZE", self.max_field_bytes >= 0, "must be 0 or more"),
             ("UPLOAD_MAX_FILES", self.max_files >= 1, "must be 1 or more"),
+            (
+                "UPLOAD_AUTH_TOKENS",
+                all(len(t) >= 16 and " " not in t for t in self.auth_tokens),
+                "must be comma-separated tokens of at least 16 characters, without spaces",
+            ),
             (
                 "UPLOAD_MAX_PART_HEADER_SIZE",
                 self.max_part_header_bytes >= 1 * KiB,
@@ -192,4 +199,7 @@ class Settings:
             max_field_bytes=size("UPLOAD_MAX_FIELD_SIZE", 64 * KiB),
             max_files=integer("UPLOAD_MAX_FILES", 100),
             max_part_header_bytes=size("UPLOAD_MAX_PART_HEADER_SIZE", 16 * KiB),
+            auth_tokens=tuple(
+                t.strip() for t in env.get("UPLOAD_AUTH_TOKENS", "").split(",") if t.strip()
+            ),
         )

@@ -342,3 +342,17 @@ def test_constructor_validates_too() -> None:
         Settings(s3_bucket="b", parts_in_flight=0)
     with pytest.raises(SettingsError, match="S3_BUCKET"):
         Settings(s3_bucket="")
+
+
+def test_auth_tokens_are_comma_separated_and_trimmed() -> None:
+    settings = Settings.from_env(
+        {"S3_BUCKET": "b", "UPLOAD_AUTH_TOKENS": " aaaaaaaaaaaaaaaa , bbbbbbbbbbbbbbbb,, "}
+    )
+    assert settings.auth_tokens == ("aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb")
+    assert Settings.from_env({"S3_BUCKET": "b"}).auth_tokens == ()
+
+
+@pytest.mark.parametrize("tokens", ["short", "aaaaaaaaaaaaaaaa,tiny"])
+def test_short_auth_tokens_are_refused(tokens: str) -> None:
+    with pytest.raises(SettingsError, match="UPLOAD_AUTH_TOKENS"):
+        Settings.from_env({"S3_BUCKET": "b", "UPLOAD_AUTH_TOKENS": tokens})
