@@ -14,6 +14,7 @@ from app.errors import (
     BodyTooLarge,
     ClientGone,
     MalformedMultipart,
+    ShuttingDown,
     StorageFailed,
     Unauthorized,
     UploadError,
@@ -77,8 +78,19 @@ async def upload(request: Request) -> Response:
         await files.abort()
         gone = ClientGone("the client disconnected before the body was complete")
         return _failed(request, gone, received=received, started=started)
+    except asyncio.CancelledError:
+        # uvicorn cancels requests still running when its graceful-shutdown time is up.
+        # Undo the uploads, and answer in our JSON shape rather than uvicorn's plain 500
+        # (the connection is still open; the client may retry against another instance).
+        await files.abort()
+        return _failed(
+            request,
+            ShuttingDown("the server shut down before the upload finished; retry it"),
+            received=received,
+            started=started,
+        )
     except BaseException:
-        # Cancellation (server shutdown) or a bug: undo the uploads, then let it propagate.
+        # A bug: undo the uploads, then let it propagate (it becomes a JSON 500).
         await files.abort()
         raise
     logger.info(
@@ -104,6 +116,8 @@ def _failed(request: Request, exc: UploadError, *, received: int, started: float
     )
     # The body may be unread: close the connection rather than drain gigabytes.
     headers = {"Connection": "close"} if received == 0 or exc.status_code == 413 else {}
+    if isinstance(exc, ShuttingDown):
+        headers = {"Connection": "close", "Retry-After": "5"}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     return error_response(exc.status_code, exc.code, exc.message, headers=headers)

@@ -75,6 +75,11 @@ class ClientGone(UploadError):
     code = "client_disconnected"
 
 
+class ShuttingDown(UploadError):
+    status_code = 503
+    code = "shutting_down"
+
+
 class StorageFailed(UploadError):
     status_code = 502
     code = "storage_error"
