@@ -59,6 +59,16 @@ class PartBuffer:
         self._bytes.seek(0)
         return self._bytes
 
+    def split(self, size: int) -> list[PartBuffer]:
+        """Copy into buffers of `size` bytes (the last may be shorter)."""
+        pieces = []
+        with self._bytes.getbuffer() as view:
+            for start in range(0, self.size, size):
+                piece = PartBuffer()
+                piece.append(view[start : start + size])
+                pieces.append(piece)
+        return pieces
+
     @staticmethod
     def join(parts: list[PartBuffer]) -> io.BytesIO:
         if len(parts) == 1:
@@ -222,6 +232,9 @@ class ObjectUpload:
         self._content_type = content_type
         self.part_size = part_size
         self.single_put_limit = single_put_limit
+        # An object that may go as one PutObject fills one buffer up to that limit, so the
+        # put needs no joining copy; once it is multipart, buffers are part-sized.
+        self._fill_to = max(part_size, single_put_limit)
         self.size = 0
         self._hash = hashlib.sha256()
         # Full parts held back while the object may still go as one PutObject.
@@ -261,14 +274,14 @@ class ObjectUpload:
         self.size += len(data)
         view = memoryview(data)
         while view:
-            room = self.part_size - self._current.size
+            room = self._fill_to - self._current.size
             self._current.append(view[:room])
             view = view[room:]
-            if self._current.size == self.part_size and view:
+            if self._current.size == self._fill_to and view:
                 await self._part_full()
         # A part that fills exactly at the end of `data` is sent when more bytes come, or at
         # close(), so an object of exactly one part still goes as one PutObject.
-        if self._current.size == self.part_size and self.upload_id_needed():
+        if self._current.size == self._fill_to and self.upload_id_needed():
             await self._part_full()
 
     def upload_id_needed(self) -> bool:
@@ -277,7 +290,16 @@ class ObjectUpload:
 
     async def _part_full(self) -> None:
         full, self._current = self._current, PartBuffer()
-        self._held.append(full)
+        if full.size > self.part_size:
+            # A single-put buffer outgrew its limit (the size hint was wrong): cut it into
+            # parts, keeping a short remainder as the part that fills next.
+            pieces = full.split(self.part_size)
+            if pieces[-1].size < self.part_size:
+                self._current = pieces.pop()
+            self._held.extend(pieces)
+            self._fill_to = self.part_size
+        else:
+            self._held.append(full)
         if self.upload_id_needed():
             await self._send_held()
 

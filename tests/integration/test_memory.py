@@ -173,3 +173,23 @@ def test_large_upload_memory_disk_and_streaming(
     )
     assert growth <= bound
     assert written < MiB
+
+
+def test_single_put_holds_the_file_once(
+    app_process: tuple[subprocess.Popen[bytes], int, Bucket],
+) -> None:
+    """A body under the threshold goes as one PutObject: held whole, but not copied again."""
+    proc, port, bucket = app_process
+    size = 45 * MiB
+    assert upload(port, size)[0] == 201  # warm-up at the same size
+    reset_peak_rss(proc.pid)
+    baseline = proc_status(proc.pid)["VmRSS"]
+    status, body, sent_sha = upload(port, size)
+    growth = proc_status(proc.pid)["VmHWM"] - baseline
+    assert status == 201, body
+    stored = body["files"][0]
+    assert (stored["strategy"], stored["sha256"]) == ("single", sent_sha)
+    assert stored_sha256(bucket, stored["key"]) == sent_sha
+    print(f"\nsingle put of {size / MiB:.0f} MiB: peak RSS growth {growth / MiB:.1f} MiB")
+    # BytesIO over-allocates by 1/8 as it grows; a second copy would be another 45 MiB.
+    assert growth <= size * 9 // 8 + SLACK
