@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -13,6 +14,7 @@ from app.auth import check_bearer
 from app.errors import (
     BodyTooLarge,
     ClientGone,
+    IdleTimeout,
     MalformedMultipart,
     ShuttingDown,
     StorageFailed,
@@ -62,7 +64,7 @@ async def upload(request: Request) -> Response:
     files = FormUpload(storage, settings, body_size=body_size)
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _with_idle_timeout(request, settings.idle_timeout):
             offset = received
             received += len(chunk)
             if limit and received > limit:
@@ -101,6 +103,27 @@ async def upload(request: Request) -> Response:
         time.monotonic() - started,
     )
     return JSONResponse(result, status_code=201)
+
+
+async def _with_idle_timeout(request: Request, seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks; a client silent for `seconds` ends the upload (IdleTimeout).
+
+    uvicorn has no read timeout for request bodies, so without this a trickling client would
+    hold a part buffer and an open multipart upload for as long as it likes.
+    """
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            if seconds:
+                async with asyncio.timeout(seconds):
+                    chunk = await anext(chunks)
+            else:
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise IdleTimeout(f"no body bytes for {seconds:g} s; upload aborted") from None
+        yield chunk
 
 
 def _failed(request: Request, exc: UploadError, *, received: int, started: float) -> Response:

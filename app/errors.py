@@ -75,6 +75,11 @@ class ClientGone(UploadError):
     code = "client_disconnected"
 
 
+class IdleTimeout(UploadError):
+    status_code = 408
+    code = "idle_timeout"
+
+
 class ShuttingDown(UploadError):
     status_code = 503
     code = "shutting_down"

@@ -97,6 +97,9 @@ class Settings:
     max_files: int = 100
     #: Bytes of one part's header section; a header that never ends is cut off here.
     max_part_header_bytes: int = 16 * KiB
+    #: Seconds a request body may go without sending a byte before the upload is aborted
+    #: (uvicorn has no body read timeout); 0 disables it.
+    idle_timeout: float = 60.0
     #: Bearer tokens allowed to upload; empty means anyone may (a warning at start-up).
     auth_tokens: tuple[str, ...] = ()
 
@@ -122,6 +125,7 @@ class Settings:
             ("UPLOAD_MAX_FIELDS", self.max_fields >= 0, "must be 0 or more"),
             ("UPLOAD_MAX_FIELD_SIZE", self.max_field_bytes >= 0, "must be 0 or more"),
             ("UPLOAD_MAX_FILES", self.max_files >= 1, "must be 1 or more"),
+            ("UPLOAD_IDLE_TIMEOUT", self.idle_timeout >= 0, "must be 0 (off) or more seconds"),
             (
                 "UPLOAD_AUTH_TOKENS",
                 all(len(t) >= 16 and " " not in t for t in self.auth_tokens),
@@ -179,6 +183,15 @@ class Settings:
             except ValueError:
                 raise SettingsError(f"{name}: not a whole number: {raw!r}") from None
 
+        def seconds(name: str, default: float) -> float:
+            raw = env.get(name, "").strip().lower().removesuffix("s")
+            if not raw:
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise SettingsError(f"{name}: not a number of seconds: {raw!r}") from None
+
         endpoint = env.get("S3_ENDPOINT_URL", "").strip() or None
         return cls(
             s3_bucket=env.get("S3_BUCKET", "").strip(),
@@ -199,6 +212,7 @@ class Settings:
             max_field_bytes=size("UPLOAD_MAX_FIELD_SIZE", 64 * KiB),
             max_files=integer("UPLOAD_MAX_FILES", 100),
             max_part_header_bytes=size("UPLOAD_MAX_PART_HEADER_SIZE", 16 * KiB),
+            idle_timeout=seconds("UPLOAD_IDLE_TIMEOUT", 60.0),
             auth_tokens=tuple(
                 t.strip() for t in env.get("UPLOAD_AUTH_TOKENS", "").split(",") if t.strip()
             ),

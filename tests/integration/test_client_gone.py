@@ -81,7 +81,7 @@ async def drive(
     ctx = app_client(settings)
     async with ctx:
         task = asyncio.ensure_future(ctx.app(scope_for(len(body)), receive, send))
-        if then == "disconnect":
+        if then in ("disconnect", "stall"):
             await asyncio.wait_for(task, timeout=60)
         else:
             await asyncio.wait_for(receive.reached_end.wait(), timeout=60)
@@ -123,3 +123,20 @@ async def test_cancelled_request_is_aborted(
     assert start["status"] == 503
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     assert json.loads(body)["error"]["code"] == "shutting_down"
+
+
+@pytest.mark.parametrize("file_bytes", [None, PART + 1000], ids=["before-any-part", "mid-part-2"])
+async def test_stalled_client_hits_the_idle_timeout(
+    settings_for: Callable[..., Settings], bucket: Bucket, file_bytes: int | None
+) -> None:
+    """A client that stops sending (uvicorn has no body read timeout) is cut off by
+    UPLOAD_IDLE_TIMEOUT: 408 idle_timeout, and its multipart upload is aborted."""
+    stop_at = 0 if file_bytes is None else len(part_head(FILE)) + file_bytes
+    receive, sent = await drive(settings_for(idle_timeout=0.5), bucket, stop_at, "stall")
+    if file_bytes:
+        assert len(receive.uploads_seen_before_end) == 1
+    bucket.assert_clean()
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 408
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert json.loads(body)["error"]["code"] == "idle_timeout"

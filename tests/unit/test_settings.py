@@ -356,3 +356,15 @@ def test_auth_tokens_are_comma_separated_and_trimmed() -> None:
 def test_short_auth_tokens_are_refused(tokens: str) -> None:
     with pytest.raises(SettingsError, match="UPLOAD_AUTH_TOKENS"):
         Settings.from_env({"S3_BUCKET": "b", "UPLOAD_AUTH_TOKENS": tokens})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", 60.0), ("0", 0.0), ("2.5", 2.5), ("30s", 30.0)])
+def test_idle_timeout(raw: str, expected: float) -> None:
+    settings = Settings.from_env({"S3_BUCKET": "b", "UPLOAD_IDLE_TIMEOUT": raw})
+    assert settings.idle_timeout == expected
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1"])
+def test_bad_idle_timeout_names_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="UPLOAD_IDLE_TIMEOUT"):
+        Settings.from_env({"S3_BUCKET": "b", "UPLOAD_IDLE_TIMEOUT": raw})
