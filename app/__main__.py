@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve` runs the service.
+"""Command line: `python -m app serve` runs the service; `python -m app sweep` cleans up.
 
 With neither S3_ENDPOINT_URL nor S3_BUCKET set, `serve` starts an embedded local store
 (app/localstore.py) with data under ./var/s3, so one command gives a working service.
@@ -7,6 +7,7 @@ With neither S3_ENDPOINT_URL nor S3_BUCKET set, `serve` starts an embedded local
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import uvicorn
 
+from app.errors import StorageFailed
 from app.localstore import local_s3
 from app.settings import Settings, SettingsError
+from app.sweeper import parse_duration, sweep
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -57,6 +60,21 @@ def run_uvicorn(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+        older_than = parse_duration(args.older_than)
+    except (SettingsError, ValueError) as exc:
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(sweep(settings, older_than, apply=args.apply))
+    except StorageFailed as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -75,10 +93,19 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("LOCAL_S3_DIR", "var/s3"),
         help="where the embedded local store keeps objects (when no S3 is configured)",
     )
+    sweeper = commands.add_parser(
+        "sweep", help="list (or --apply: abort) incomplete multipart uploads left behind"
+    )
+    sweeper.add_argument(
+        "--older-than", default="24h", help="only uploads started this long ago (default 24h)"
+    )
+    sweeper.add_argument("--apply", action="store_true", help="abort them (default: list)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "serve":
         return serve(args)
+    if args.command == "sweep":
+        return run_sweep(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
