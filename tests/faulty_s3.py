@@ -1,0 +1,119 @@
+"""A fault-injecting reverse proxy in front of a real S3 API server, on loopback.
+
+A real server cannot be asked to answer 503 SlowDown or drop a connection on the third
+UploadPart; this proxy forwards everything untouched (signatures stay valid: the Host header
+is passed through) except the requests a test tells it to break.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error.</Message></Error>"
+)
+
+
+def operation(request: web.Request) -> str:
+    """The S3 operation a request is, as far as the tests care."""
+    query = request.query
+    if request.method == "PUT" and "partNumber" in query and "uploadId" in query:
+        return "UploadPart"
+    if request.method == "POST" and "uploadId" in query:
+        return "CompleteMultipartUpload"
+    if request.method == "POST" and "uploads" in query:
+        return "CreateMultipartUpload"
+    if request.method == "DELETE" and "uploadId" in query:
+        return "AbortMultipartUpload"
+    if request.method == "PUT":
+        return "PutObject"
+    return request.method
+
+
+@dataclasses.dataclass
+class Fault:
+    """Break calls of `operation` number `first` to `last` (1-based; last=None: forever)."""
+
+    operation: str
+    first: int = 1
+    last: int | None = 1
+    kind: str = "slowdown"  # "slowdown" (503), "internal" (500) or "drop" (close mid-body)
+
+
+class FaultyS3:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.faults: list[Fault] = []
+        self.counts: dict[str, int] = {}
+        self.broken: list[tuple[str, int, str]] = []
+        self.endpoint = ""
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> FaultyS3:
+        app = web.Application(client_max_size=0)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        return self
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _fault_for(self, name: str, number: int) -> Fault | None:
+        for fault in self.faults:
+            in_range = fault.first <= number and (fault.last is None or number <= fault.last)
+            if fault.operation == name and in_range:
+                return fault
+        return None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        name = operation(request)
+        self.counts[name] = self.counts.get(name, 0) + 1
+        fault = self._fault_for(name, self.counts[name])
+        body = await request.read()
+        if fault is not None:
+            self.broken.append((name, self.counts[name], fault.kind))
+            if fault.kind == "drop":
+                assert request.transport is not None
+                request.transport.close()  # the connection dies without an answer
+                return web.Response(status=500)
+            status, payload = (503, SLOW_DOWN) if fault.kind == "slowdown" else (500, INTERNAL)
+            return web.Response(status=status, body=payload, content_type="application/xml")
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "transfer-encoding"}
+        async with self._session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers=headers,
+            data=io.BytesIO(body),
+            allow_redirects=False,
+        ) as upstream:
+            payload = await upstream.read()
+            out = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() not in ("content-length", "transfer-encoding", "connection")
+            }
+            return web.Response(status=upstream.status, body=payload, headers=out)
+
+
+FaultSetter = Callable[..., None]

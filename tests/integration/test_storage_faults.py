@@ -1,0 +1,117 @@
+"""Storage misbehaves mid-upload: transient faults are retried and the object is intact;
+persistent ones end in 502 with the multipart upload aborted.
+
+Faults come from tests/faulty_s3.py, a proxy in front of a real `rclone serve s3`: the only
+way to make a real server fail a chosen call on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.settings import Settings
+from tests.faulty_s3 import Fault, FaultyS3
+from tests.integration.conftest import PART, THRESHOLD, app_client
+from tests.support import Bucket, FilePart, RcloneS3, chunked, content_type, multipart_body
+
+pytestmark = pytest.mark.anyio
+
+DATA = bytes(range(256)) * (3 * PART // 256) + b"tail"  # 3 parts and a bit: 4 parts
+
+
+@pytest.fixture(scope="module")
+def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    server = RcloneS3(Path(tmp_path_factory.mktemp("faults-s3"))).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(rclone: RcloneS3) -> Bucket:
+    return Bucket(rclone.endpoint)
+
+
+@pytest.fixture
+async def proxy(rclone: RcloneS3) -> AsyncIterator[FaultyS3]:
+    server = await FaultyS3(rclone.endpoint).start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def settings_for(bucket: Bucket, proxy: FaultyS3) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "s3_bucket": bucket.name,
+            "s3_endpoint_url": proxy.endpoint,
+            "part_size": PART,
+            "multipart_threshold": THRESHOLD,
+            "s3_max_attempts": 3,
+        }
+        return Settings(**{**values, **overrides})
+
+    return make
+
+
+async def post(http: httpx.AsyncClient, data: bytes) -> httpx.Response:
+    body = multipart_body([FilePart("f", "a.bin", data)])
+    return await http.post(
+        "/uploads", content=chunked(body), headers={"content-type": content_type()}
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("UploadPart", first=2, last=2, kind="slowdown"),
+        Fault("UploadPart", first=1, last=2, kind="internal"),
+        Fault("UploadPart", first=3, last=3, kind="drop"),
+        Fault("CreateMultipartUpload", kind="slowdown"),
+        Fault("CompleteMultipartUpload", kind="internal"),
+    ],
+    ids=lambda f: f"{f.operation}-{f.kind}-{f.first}-{f.last}",
+)
+async def test_transient_fault_is_retried_and_the_object_is_intact(
+    settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3, fault: Fault
+) -> None:
+    proxy.faults = [fault]
+    async with app_client(settings_for()) as http:
+        response = await post(http, DATA)
+    assert response.status_code == 201, response.text
+    stored = response.json()["files"][0]
+    assert (stored["strategy"], stored["parts"]) == ("multipart", 4)
+    bucket.assert_intact(stored, DATA)
+    assert proxy.broken  # the fault really happened
+
+
+async def test_transient_fault_on_a_single_put_is_retried(
+    settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3
+) -> None:
+    proxy.faults = [Fault("PutObject", kind="slowdown")]
+    async with app_client(settings_for()) as http:
+        response = await post(http, b"small file")
+    assert response.status_code == 201, response.text
+    bucket.assert_intact(response.json()["files"][0], b"small file")
+    assert proxy.broken == [("PutObject", 1, "slowdown")]
+
+
+@pytest.mark.parametrize("operation", ["UploadPart", "CompleteMultipartUpload"])
+async def test_persistent_failure_is_502_and_aborted(
+    settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3, operation: str
+) -> None:
+    proxy.faults = [Fault(operation, first=1, last=None, kind="internal")]
+    async with app_client(settings_for()) as http:
+        response = await post(http, DATA)
+        assert response.status_code == 502, response.text
+        assert response.json()["error"]["code"] == "storage_error"
+        assert proxy.counts.get("AbortMultipartUpload") == 1
+        bucket.assert_clean()
+        proxy.faults = []
+        response = await post(http, DATA)  # alive: the next upload goes through
+    assert response.status_code == 201
+    bucket.assert_intact(response.json()["files"][0], DATA)
