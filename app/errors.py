@@ -48,6 +48,21 @@ class TooManyFiles(UploadError):
     code = "too_many_files"
 
 
+class TooManyParts(UploadError):
+    status_code = 400
+    code = "too_many_parts"
+
+
+class InvalidDigest(UploadError):
+    status_code = 400
+    code = "invalid_digest"
+
+
+class DigestMismatch(UploadError):
+    status_code = 422
+    code = "digest_mismatch"
+
+
 class TooManyFields(UploadError):
     status_code = 400
     code = "too_many_fields"

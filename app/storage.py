@@ -256,6 +256,11 @@ class ObjectUpload:
         return value or "application/octet-stream"
 
     @property
+    def sha256(self) -> str:
+        """Hex digest of the bytes written so far."""
+        return self._hash.hexdigest()
+
+    @property
     def strategy(self) -> str:
         return "single" if self._upload_id is None else "multipart"
 
@@ -395,7 +400,7 @@ class ObjectUpload:
         self._stored = StoredObject(
             key=self.key,
             size=self.size,
-            sha256=self._hash.hexdigest(),
+            sha256=self.sha256,
             content_type=self.content_type,
             strategy=self.strategy,
             parts=part_count,

@@ -10,15 +10,26 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from typing import Any
 
-from app.errors import FieldTooLarge, MalformedMultipart, NoFile, TooManyFields, TooManyFiles
+from app.errors import (
+    DigestMismatch,
+    FieldTooLarge,
+    InvalidDigest,
+    MalformedMultipart,
+    NoFile,
+    TooManyFields,
+    TooManyFiles,
+    TooManyParts,
+)
 from app.formstream import Event, PartEnd, PartStart
 from app.keys import object_key
 from app.settings import Settings
 from app.storage import ObjectUpload, S3Client, StoredObject
 
 logger = logging.getLogger("app.uploads")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclasses.dataclass
@@ -44,6 +55,7 @@ class FormUpload:
         self.files: list[FileEntry] = []
         self.fields: dict[str, str | list[str]] = {}
         self._field_count = 0
+        self._part_count = 0
         self._file: FileEntry | None = None
         self._field: _Field | None = None
 
@@ -65,6 +77,9 @@ class FormUpload:
             await self._end()
 
     def _start(self, part: PartStart, offset: int) -> None:
+        self._part_count += 1
+        if self._part_count > self.settings.max_parts:
+            raise TooManyParts(f"more than {self.settings.max_parts} parts in one request")
         if part.filename is None:
             self._field_count += 1
             if self._field_count > self.settings.max_fields:
@@ -118,6 +133,7 @@ class FormUpload:
         """The body is complete: make every file visible and return the response body."""
         if not self.files:
             raise NoFile("the form has no file (send one part with a filename)")
+        self._check_client_digests()
         stored: list[tuple[FileEntry, StoredObject]] = []
         for entry in self.files:
             stored.append((entry, await entry.upload.commit()))
@@ -137,6 +153,21 @@ class FormUpload:
             ],
             "fields": self.fields,
         }
+
+    def _check_client_digests(self) -> None:
+        """A field `<file field>.sha256` is the client's digest of that file: check it."""
+        for entry in self.files:
+            claimed = self.fields.get(f"{entry.field}.sha256")
+            if claimed is None:
+                continue
+            value = (claimed[-1] if isinstance(claimed, list) else claimed).strip().lower()
+            if not _SHA256_HEX.fullmatch(value):
+                raise InvalidDigest(f"field {entry.field}.sha256 is not a hex SHA-256 digest")
+            if value != entry.upload.sha256:
+                raise DigestMismatch(
+                    f"{entry.filename!r}: the bytes received have SHA-256 {entry.upload.sha256}, "
+                    f"not {value} as {entry.field}.sha256 says; nothing was stored"
+                )
 
     async def abort(self) -> None:
         """Undo every file of this request: abort uploads, delete objects already completed."""

@@ -371,3 +371,37 @@ async def test_several_parts_in_flight(
     stored = response.json()["files"][0]
     assert (stored["strategy"], stored["parts"]) == ("multipart", 6)
     bucket.assert_intact(stored, data)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+@pytest.mark.parametrize("size", [100, 2 * PART + 1], ids=["single", "multipart"])
+async def test_client_digest_field_is_checked(
+    client: httpx.AsyncClient, bucket: Bucket, where: str, size: int
+) -> None:
+    data = payload(size)
+    good = FieldPart("video.sha256", sha256(data).upper())
+    bad = FieldPart("video.sha256", sha256(data + b"x"))
+    for digest, status in [(bad, 422), (good, 201)]:
+        file = FilePart("video", "v.mp4", data)
+        parts = [digest, file] if where == "before" else [file, digest]
+        response = await post(client, multipart_body(parts), stream=True)
+        assert response.status_code == status, response.text
+        if status == 422:
+            assert response.json()["error"]["code"] == "digest_mismatch"
+            bucket.assert_clean()  # the mismatching object is not kept
+    bucket.assert_intact(response.json()["files"][0], data)
+
+
+async def test_malformed_client_digest_is_400(client: httpx.AsyncClient, bucket: Bucket) -> None:
+    body = multipart_body([FieldPart("f.sha256", "abc"), FilePart("f", "a.bin", b"data")])
+    assert_error(await post(client, body), 400, "invalid_digest")
+    bucket.assert_clean()
+
+
+async def test_too_many_parts(settings_for: Callable[..., Settings], bucket: Bucket) -> None:
+    """Parts with no file chosen store nothing, but still count against UPLOAD_MAX_PARTS."""
+    parts: list[Any] = [FilePart("empty", "", b"") for _ in range(5)]
+    body = multipart_body([*parts, FilePart("f", "a.bin", b"x" * 100)])
+    async with app_client(settings_for(max_parts=5)) as http:
+        assert_error(await post(http, body), 400, "too_many_parts")
+    bucket.assert_clean()
