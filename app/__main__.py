@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ import uvicorn
 
 from app.errors import StorageFailed
 from app.localstore import local_s3
+from app.logs import configure_logging
 from app.settings import Settings, SettingsError
 from app.sweeper import parse_duration, sweep
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sweeper.add_argument("--apply", action="store_true", help="abort them (default: list)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     if args.command == "serve":
         return serve(args)
     if args.command == "sweep":

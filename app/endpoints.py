@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
@@ -95,12 +96,27 @@ async def upload(request: Request) -> Response:
         # A bug: undo the uploads, then let it propagate (it becomes a JSON 500).
         await files.abort()
         raise
+    seconds = time.monotonic() - started
     logger.info(
         "upload stored: client=%s files=%d bytes=%d seconds=%.3f",
         _client(request),
         len(result["files"]),
         received,
-        time.monotonic() - started,
+        seconds,
+        extra={
+            "fields": {
+                "request_id": _request_id(request),
+                "client": _client(request),
+                "outcome": "stored",
+                "status": 201,
+                "bytes": received,
+                "seconds": round(seconds, 3),
+                "files": [
+                    {"key": f["key"], "size": f["size"], "parts": f["parts"]}
+                    for f in result["files"]
+                ],
+            }
+        },
     )
     return JSONResponse(result, status_code=201)
 
@@ -128,14 +144,26 @@ async def _with_idle_timeout(request: Request, seconds: float) -> AsyncIterator[
 
 def _failed(request: Request, exc: UploadError, *, received: int, started: float) -> Response:
     log = logger.error if isinstance(exc, StorageFailed) else logger.info
+    seconds = time.monotonic() - started
     log(
         "upload failed: client=%s code=%s status=%d bytes=%d seconds=%.3f message=%s",
         _client(request),
         exc.code,
         exc.status_code,
         received,
-        time.monotonic() - started,
+        seconds,
         exc.message,
+        extra={
+            "fields": {
+                "request_id": _request_id(request),
+                "client": _client(request),
+                "outcome": "failed",
+                "status": exc.status_code,
+                "code": exc.code,  # also the abort reason: every upload it began is undone
+                "bytes": received,
+                "seconds": round(seconds, 3),
+            }
+        },
     )
     # The body may be unread: close the connection rather than drain gigabytes.
     headers = {"Connection": "close"} if received == 0 or exc.status_code == 413 else {}
@@ -144,6 +172,14 @@ def _failed(request: Request, exc: UploadError, *, received: int, started: float
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     return error_response(exc.status_code, exc.code, exc.message, headers=headers)
+
+
+def _request_id(request: Request) -> str:
+    """nginx's X-Request-ID when there is one (so its log and ours join), else our own."""
+    given = request.headers.get("x-request-id", "")
+    if given and len(given) <= 200 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
 
 
 def _client(request: Request) -> str:

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from app import endpoints
 from app.errors import http_exception_handler, unexpected_error_handler
+from app.logs import configure_logging
 from app.memory import pin_mmap_threshold
 from app.s3session import open_storage
 from app.settings import Settings
@@ -54,15 +55,6 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     return app
-
-
-def configure_logging() -> None:
-    """Show the app's INFO lines under a bare `uvicorn app.main:app`, which only sets up
-    uvicorn's own loggers; a process that configured logging already is left alone."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
 
 
 def __getattr__(name: str) -> Starlette:
