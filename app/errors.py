@@ -38,6 +38,11 @@ class MalformedMultipart(UploadError):
     code = "malformed_multipart"
 
 
+class FileTypeNotAllowed(UploadError):
+    status_code = 415
+    code = "file_type_not_allowed"
+
+
 class NoFile(UploadError):
     status_code = 400
     code = "no_file"

@@ -97,6 +97,9 @@ class Settings:
     max_files: int = 100
     #: Parts of any kind per request (files, fields, and file parts with no file chosen).
     max_parts: int = 1000
+    #: Allowed files: content types (`image/png`, `video/*`) and extensions (`.pdf`);
+    #: empty allows everything.
+    allowed_types: tuple[str, ...] = ()
     #: Bytes of one part's header section; a header that never ends is cut off here.
     max_part_header_bytes: int = 16 * KiB
     #: Seconds a request body may go without sending a byte before the upload is aborted
@@ -128,6 +131,11 @@ class Settings:
             ("UPLOAD_MAX_FIELD_SIZE", self.max_field_bytes >= 0, "must be 0 or more"),
             ("UPLOAD_MAX_FILES", self.max_files >= 1, "must be 1 or more"),
             ("UPLOAD_MAX_PARTS", self.max_parts >= 1, "must be 1 or more"),
+            (
+                "UPLOAD_ALLOWED_TYPES",
+                all(t.startswith(".") or "/" in t for t in self.allowed_types),
+                "must list content types (image/png, video/*) or extensions (.pdf)",
+            ),
             ("UPLOAD_IDLE_TIMEOUT", self.idle_timeout >= 0, "must be 0 (off) or more seconds"),
             (
                 "UPLOAD_AUTH_TOKENS",
@@ -215,6 +223,11 @@ class Settings:
             max_field_bytes=size("UPLOAD_MAX_FIELD_SIZE", 64 * KiB),
             max_files=integer("UPLOAD_MAX_FILES", 100),
             max_parts=integer("UPLOAD_MAX_PARTS", 1000),
+            allowed_types=tuple(
+                t.strip().lower()
+                for t in env.get("UPLOAD_ALLOWED_TYPES", "").split(",")
+                if t.strip()
+            ),
             max_part_header_bytes=size("UPLOAD_MAX_PART_HEADER_SIZE", 16 * KiB),
             idle_timeout=seconds("UPLOAD_IDLE_TIMEOUT", 60.0),
             auth_tokens=tuple(

@@ -16,6 +16,7 @@ from typing import Any
 from app.errors import (
     DigestMismatch,
     FieldTooLarge,
+    FileTypeNotAllowed,
     InvalidDigest,
     MalformedMultipart,
     NoFile,
@@ -37,6 +38,7 @@ class FileEntry:
     field: str
     filename: str
     upload: ObjectUpload
+    checked: bool = False
 
 
 @dataclasses.dataclass
@@ -63,6 +65,7 @@ class FormUpload:
         """Act on one parser event from the chunk that starts `offset` bytes into the body."""
         if isinstance(event, bytes):
             if self._file is not None:
+                self._check_type(self._file)
                 await self._file.upload.write(event)
             elif self._field is not None:
                 self._field.value += event
@@ -102,6 +105,7 @@ class FormUpload:
 
     async def _end(self) -> None:
         if self._file is not None:
+            self._check_type(self._file)
             await self._file.upload.close()
             self._file = None
             await self._limit_held_bytes()
@@ -153,6 +157,29 @@ class FormUpload:
             ],
             "fields": self.fields,
         }
+
+    def _check_type(self, entry: FileEntry) -> None:
+        """UPLOAD_ALLOWED_TYPES, checked at the part's first byte: its headers are all read
+        by then (the parser reports a part's start before its Content-Type)."""
+        allowed = self.settings.allowed_types
+        if entry.checked or not allowed:
+            return
+        entry.checked = True
+        content_type = entry.upload.content_type.lower()
+        extension = "." + entry.filename.rsplit(".", 1)[-1].lower() if "." in entry.filename else ""
+        for rule in allowed:
+            if rule.startswith("."):
+                if extension == rule:
+                    return
+            elif rule.endswith("/*"):
+                if content_type.startswith(rule[:-1]):
+                    return
+            elif content_type == rule:
+                return
+        raise FileTypeNotAllowed(
+            f"{entry.filename!r} ({content_type}) is not an allowed file type: "
+            + ", ".join(allowed)
+        )
 
     def _check_client_digests(self) -> None:
         """A field `<file field>.sha256` is the client's digest of that file: check it."""

@@ -405,3 +405,34 @@ async def test_too_many_parts(settings_for: Callable[..., Settings], bucket: Buc
     async with app_client(settings_for(max_parts=5)) as http:
         assert_error(await post(http, body), 400, "too_many_parts")
     bucket.assert_clean()
+
+
+@pytest.mark.parametrize(
+    ("filename", "part_type", "allowed"),
+    [
+        ("a.png", "image/png", True),
+        ("a.jpeg", "image/jpeg", True),  # image/*
+        ("report.PDF", "application/octet-stream", True),  # .pdf, any case
+        ("a.exe", "application/x-msdownload", False),
+        ("a.pdf.exe", "application/octet-stream", False),
+        ("noext", "text/plain", False),
+    ],
+)
+async def test_allowed_types(
+    settings_for: Callable[..., Settings],
+    bucket: Bucket,
+    filename: str,
+    part_type: str,
+    allowed: bool,
+) -> None:
+    data = payload(2 * PART + 5)  # large enough that parts would go out before the end
+    body = multipart_body([FilePart("f", filename, data, part_type)])
+    settings = settings_for(allowed_types=("image/*", ".pdf", "video/mp4"))
+    async with app_client(settings) as http:
+        response = await post(http, body, stream=True)
+    if allowed:
+        assert response.status_code == 201, response.text
+        bucket.assert_intact(response.json()["files"][0], data)
+    else:
+        assert_error(response, 415, "file_type_not_allowed")
+        bucket.assert_clean()

@@ -368,3 +368,10 @@ def test_idle_timeout(raw: str, expected: float) -> None:
 def test_bad_idle_timeout_names_the_variable(raw: str) -> None:
     with pytest.raises(SettingsError, match="UPLOAD_IDLE_TIMEOUT"):
         Settings.from_env({"S3_BUCKET": "b", "UPLOAD_IDLE_TIMEOUT": raw})
+
+
+def test_allowed_types_are_parsed_and_checked() -> None:
+    env = {"S3_BUCKET": "b", "UPLOAD_ALLOWED_TYPES": " Image/* , .PDF,video/mp4 "}
+    assert Settings.from_env(env).allowed_types == ("image/*", ".pdf", "video/mp4")
+    with pytest.raises(SettingsError, match="UPLOAD_ALLOWED_TYPES"):
+        Settings.from_env({"S3_BUCKET": "b", "UPLOAD_ALLOWED_TYPES": "pdf"})
