@@ -31,6 +31,17 @@ from app.storage import ObjectUpload, S3Client, StoredObject
 
 logger = logging.getLogger("app.uploads")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,128}")
+
+
+def clean_content_type(value: str | None) -> str:
+    """The part's media type if it is a well-formed `type/subtype`, else a safe default.
+
+    It becomes a header of the request to storage: a control character in it (a fuzzer found
+    NUL) would make the HTTP client refuse the call and the client get a 502.
+    """
+    candidate = (value or "").strip().lower()
+    return candidate if _MEDIA_TYPE.fullmatch(candidate) else "application/octet-stream"
 
 
 @dataclasses.dataclass
@@ -97,7 +108,7 @@ class FormUpload:
             hint = None if self.body_size is None else max(self.body_size - offset, 0)
             upload = self.storage.open_upload(
                 object_key(self.settings.s3_key_prefix, part.filename),
-                lambda: part.content_type or "application/octet-stream",
+                lambda: clean_content_type(part.content_type),
                 size_hint=hint,
             )
             self._file = FileEntry(part.field, part.filename, upload)

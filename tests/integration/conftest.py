@@ -11,7 +11,7 @@ from moto.server import ThreadedMotoServer
 
 from app.main import create_app
 from app.settings import Settings
-from tests.support import Bucket, MiB
+from tests.support import Bucket, MiB, RcloneS3
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +28,20 @@ def bucket(s3_endpoint: str) -> Bucket:
     return Bucket(s3_endpoint)
 
 
+@pytest.fixture(scope="module")
+def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
+    """`rclone serve s3`, for tests that need real timestamps or a server they can stop."""
+    server = RcloneS3(tmp_path_factory.mktemp("rclone")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_endpoint(bucket: Bucket) -> str:
+    """Where the app sends S3 calls: the bucket's server, unless a test puts a proxy there."""
+    return bucket.endpoint
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -39,11 +53,11 @@ THRESHOLD = 12 * MiB
 
 
 @pytest.fixture
-def settings_for(bucket: Bucket) -> Callable[..., Settings]:
+def settings_for(bucket: Bucket, app_endpoint: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "s3_bucket": bucket.name,
-            "s3_endpoint_url": bucket.endpoint,
+            "s3_endpoint_url": app_endpoint,
             "s3_addressing_style": "path",
             "part_size": PART,
             "multipart_threshold": THRESHOLD,

@@ -51,13 +51,6 @@ SLACK = 12 * MiB
 
 
 @pytest.fixture(scope="module")
-def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
-    server = RcloneS3(tmp_path_factory.mktemp("rclone")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def app_process(rclone: RcloneS3) -> Iterator[tuple[subprocess.Popen[bytes], int, Bucket]]:
     bucket = Bucket(rclone.endpoint)
     port = free_port()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
-from tests.integration.conftest import PART, THRESHOLD, app_client
+from tests.integration.conftest import PART, app_client
 from tests.integration.test_client_gone import FILE, scope_for
 from tests.support import Bucket, FilePart, RcloneS3, content_type, multipart_body, part_head
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def rclone(tmp_path: Path) -> Iterator[RcloneS3]:
+def rclone(tmp_path: Path) -> Iterator[RcloneS3]:  # one per test: the tests stop it
     server = RcloneS3(tmp_path / "s3").start()
     yield server
     server.stop()
@@ -31,21 +31,6 @@ def rclone(tmp_path: Path) -> Iterator[RcloneS3]:
 @pytest.fixture
 def bucket(rclone: RcloneS3) -> Bucket:
     return Bucket(rclone.endpoint)
-
-
-@pytest.fixture
-def settings_for(bucket: Bucket) -> Callable[..., Settings]:
-    def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "s3_bucket": bucket.name,
-            "s3_endpoint_url": bucket.endpoint,
-            "part_size": PART,
-            "multipart_threshold": THRESHOLD,
-            "s3_max_attempts": 2,
-        }
-        return Settings(**{**values, **overrides})
-
-    return make
 
 
 async def test_storage_down_then_back(

@@ -7,28 +7,19 @@ way to make a real server fail a chosen call on demand.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
 from app.settings import Settings
 from tests.faulty_s3 import Fault, FaultyS3
-from tests.integration.conftest import PART, THRESHOLD, app_client
+from tests.integration.conftest import PART, app_client
 from tests.support import Bucket, FilePart, RcloneS3, chunked, content_type, multipart_body
 
 pytestmark = pytest.mark.anyio
 
 DATA = bytes(range(256)) * (3 * PART // 256) + b"tail"  # 3 parts and a bit: 4 parts
-
-
-@pytest.fixture(scope="module")
-def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
-    server = RcloneS3(Path(tmp_path_factory.mktemp("faults-s3"))).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -44,18 +35,8 @@ async def proxy(rclone: RcloneS3) -> AsyncIterator[FaultyS3]:
 
 
 @pytest.fixture
-def settings_for(bucket: Bucket, proxy: FaultyS3) -> Callable[..., Settings]:
-    def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "s3_bucket": bucket.name,
-            "s3_endpoint_url": proxy.endpoint,
-            "part_size": PART,
-            "multipart_threshold": THRESHOLD,
-            "s3_max_attempts": 3,
-        }
-        return Settings(**{**values, **overrides})
-
-    return make
+def app_endpoint(proxy: FaultyS3) -> str:
+    return proxy.endpoint
 
 
 async def post(http: httpx.AsyncClient, data: bytes) -> httpx.Response:
@@ -80,7 +61,7 @@ async def test_transient_fault_is_retried_and_the_object_is_intact(
     settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3, fault: Fault
 ) -> None:
     proxy.faults = [fault]
-    async with app_client(settings_for()) as http:
+    async with app_client(settings_for(s3_max_attempts=3)) as http:
         response = await post(http, DATA)
     assert response.status_code == 201, response.text
     stored = response.json()["files"][0]
@@ -93,7 +74,7 @@ async def test_transient_fault_on_a_single_put_is_retried(
     settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3
 ) -> None:
     proxy.faults = [Fault("PutObject", kind="slowdown")]
-    async with app_client(settings_for()) as http:
+    async with app_client(settings_for(s3_max_attempts=3)) as http:
         response = await post(http, b"small file")
     assert response.status_code == 201, response.text
     bucket.assert_intact(response.json()["files"][0], b"small file")
@@ -105,7 +86,7 @@ async def test_persistent_failure_is_502_and_aborted(
     settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3, operation: str
 ) -> None:
     proxy.faults = [Fault(operation, first=1, last=None, kind="internal")]
-    async with app_client(settings_for()) as http:
+    async with app_client(settings_for(s3_max_attempts=3)) as http:
         response = await post(http, DATA)
         assert response.status_code == 502, response.text
         assert response.json()["error"]["code"] == "storage_error"

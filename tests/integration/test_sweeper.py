@@ -6,21 +6,11 @@ Against `rclone serve s3`, which reports real `Initiated` times (moto answers a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from app.__main__ import main
 from app.sweeper import parse_duration
 from tests.support import Bucket, RcloneS3
-
-
-@pytest.fixture(scope="module")
-def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
-    server = RcloneS3(Path(tmp_path_factory.mktemp("sweep-s3"))).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -436,3 +436,16 @@ async def test_allowed_types(
     else:
         assert_error(response, 415, "file_type_not_allowed")
         bucket.assert_clean()
+
+
+async def test_control_characters_in_a_part_content_type(
+    client: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    """Found by the fuzzer: a NUL in a part's Content-Type used to reach storage as a header
+    (502). Now the object is stored with a safe default type."""
+    body = multipart_body([FilePart("f", "a.bin", b"data", "text/pl\x00ain")])
+    response = await post(client, body)
+    assert response.status_code == 201, response.text
+    stored = response.json()["files"][0]
+    assert stored["content_type"] == "application/octet-stream"
+    bucket.assert_intact(stored, b"data")

@@ -427,3 +427,22 @@ def test_dots_inside_a_name_are_kept_but_can_never_form_a_path_segment() -> None
 )
 def test_joiners_are_kept_for_emoji_and_scripts(name: str) -> None:
     assert safe_filename(name) == name
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("image/png", "image/png"),
+        ("Video/MP4", "video/mp4"),
+        ("application/vnd.ms-excel", "application/vnd.ms-excel"),
+        (None, "application/octet-stream"),
+        ("", "application/octet-stream"),
+        ("text/pl\x00ain", "application/octet-stream"),
+        ("text/plain\r\nX-Injected: 1", "application/octet-stream"),
+        ("nonsense", "application/octet-stream"),
+    ],
+)
+def test_clean_content_type(value: str | None, expected: str) -> None:
+    from app.uploads import clean_content_type
+
+    assert clean_content_type(value) == expected
