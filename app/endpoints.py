@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from app import metrics, page
 from app.auth import check_bearer
 from app.errors import (
     BodyTooLarge,
     ClientGone,
     IdleTimeout,
     MalformedMultipart,
+    ServerBusy,
     ShuttingDown,
     StorageFailed,
     Unauthorized,
@@ -47,7 +49,6 @@ def _content_length(request: Request) -> int | None:
 async def upload(request: Request) -> Response:
     """POST /uploads: stream every file of a multipart form into storage."""
     settings: Settings = request.app.state.settings
-    storage: S3Client = request.app.state.storage
     started = time.monotonic()
     limit = settings.max_body_bytes
     try:
@@ -59,15 +60,38 @@ async def upload(request: Request) -> Response:
         form = MultipartStream(
             request.headers, max_part_header_bytes=settings.max_part_header_bytes
         )
+        running = request.app.state.uploads_running
+        if settings.max_concurrent and running >= settings.max_concurrent:
+            metrics.UPLOADS_REFUSED.inc()
+            raise ServerBusy(
+                f"{running} uploads are in progress, the most this server takes; retry shortly"
+            )
     except UploadError as exc:
         return _failed(request, exc, received=0, started=started)
 
+    request.app.state.uploads_running += 1
+    metrics.UPLOADS_IN_FLIGHT.inc()
+    try:
+        return await _receive(request, form, body_size, started)
+    finally:
+        request.app.state.uploads_running -= 1
+        metrics.UPLOADS_IN_FLIGHT.dec()
+
+
+async def _receive(
+    request: Request, form: MultipartStream, body_size: int | None, started: float
+) -> Response:
+    """Read the body into storage, then commit; on any failure undo and answer the error."""
+    settings: Settings = request.app.state.settings
+    storage: S3Client = request.app.state.storage
+    limit = settings.max_body_bytes
     files = FormUpload(storage, settings, body_size=body_size)
     received = 0
     try:
         async for chunk in _with_idle_timeout(request, settings.idle_timeout):
             offset = received
             received += len(chunk)
+            metrics.BYTES_RECEIVED.inc(len(chunk))
             if limit and received > limit:
                 raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
             for event in form.feed(chunk):
@@ -76,11 +100,11 @@ async def upload(request: Request) -> Response:
         result = await files.commit()
     except UploadError as exc:
         await files.abort()
-        return _failed(request, exc, received=received, started=started)
+        return _failed(request, exc, received=received, started=started, objects=len(files.files))
     except ClientDisconnect:
         await files.abort()
         gone = ClientGone("the client disconnected before the body was complete")
-        return _failed(request, gone, received=received, started=started)
+        return _failed(request, gone, received=received, started=started, objects=len(files.files))
     except asyncio.CancelledError:
         # uvicorn cancels requests still running when its graceful-shutdown time is up.
         # Undo the uploads, and answer in our JSON shape rather than uvicorn's plain 500
@@ -91,12 +115,19 @@ async def upload(request: Request) -> Response:
             ShuttingDown("the server shut down before the upload finished; retry it"),
             received=received,
             started=started,
+            objects=len(files.files),
         )
     except BaseException:
         # A bug: undo the uploads, then let it propagate (it becomes a JSON 500).
         await files.abort()
+        metrics.UPLOADS.labels("failed", "internal_error").inc()
+        metrics.ABORTS.labels("internal_error").inc(len(files.files))
         raise
     seconds = time.monotonic() - started
+    metrics.UPLOADS.labels("stored", "").inc()
+    for stored in result["files"]:
+        metrics.BYTES_STORED.inc(stored["size"])
+        metrics.OBJECTS_STORED.labels(stored["strategy"]).inc()
     logger.info(
         "upload stored: client=%s files=%d bytes=%d seconds=%.3f",
         _client(request),
@@ -118,6 +149,8 @@ async def upload(request: Request) -> Response:
             }
         },
     )
+    if page.prefers_html(request):
+        return page.result_page(result, status_code=201)  # a form posted without JavaScript
     return JSONResponse(result, status_code=201)
 
 
@@ -142,7 +175,13 @@ async def _with_idle_timeout(request: Request, seconds: float) -> AsyncIterator[
         yield chunk
 
 
-def _failed(request: Request, exc: UploadError, *, received: int, started: float) -> Response:
+def _failed(
+    request: Request, exc: UploadError, *, received: int, started: float, objects: int = 0
+) -> Response:
+    """Log and count a failed upload (its `objects` were undone) and build its answer."""
+    metrics.UPLOADS.labels("failed", exc.code).inc()
+    if objects:
+        metrics.ABORTS.labels(exc.code).inc(objects)
     log = logger.error if isinstance(exc, StorageFailed) else logger.info
     seconds = time.monotonic() - started
     log(
@@ -167,10 +206,12 @@ def _failed(request: Request, exc: UploadError, *, received: int, started: float
     )
     # The body may be unread: close the connection rather than drain gigabytes.
     headers = {"Connection": "close"} if received == 0 or exc.status_code == 413 else {}
-    if isinstance(exc, ShuttingDown):
+    if isinstance(exc, ShuttingDown | ServerBusy):
         headers = {"Connection": "close", "Retry-After": "5"}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
+    if page.prefers_html(request):
+        return page.error_page(exc.status_code, exc.code, exc.message, headers=headers)
     return error_response(exc.status_code, exc.code, exc.message, headers=headers)
 
 

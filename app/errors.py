@@ -105,6 +105,13 @@ class ShuttingDown(UploadError):
     code = "shutting_down"
 
 
+class ServerBusy(UploadError):
+    """UPLOAD_MAX_CONCURRENT uploads are running; answered before the body is read."""
+
+    status_code = 503
+    code = "server_busy"
+
+
 class StorageFailed(UploadError):
     status_code = 502
     code = "storage_error"

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
-from app import endpoints
+from app import endpoints, metrics, page
 from app.errors import http_exception_handler, unexpected_error_handler
 from app.logs import configure_logging
 from app.memory import pin_mmap_threshold
@@ -46,6 +46,9 @@ def create_app(settings: Settings) -> Starlette:
             Route("/auth", endpoints.auth, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/readyz", endpoints.readyz, methods=["GET"]),
+            Route("/metrics", metrics.metrics, methods=["GET"]),
+            Route("/", page.index, methods=["GET"]),
+            Mount("/static", page.static_files(), name="static"),
         ],
         exception_handlers={
             HTTPException: http_exception_handler,
@@ -54,6 +57,7 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.uploads_running = 0  # for UPLOAD_MAX_CONCURRENT
     return app
 
 

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 import aioboto3
 from aiobotocore.config import AioConfig
 
+from app import metrics
+from app.budget import MemoryBudget
 from app.settings import Settings
 from app.storage import S3Client
 
@@ -43,7 +45,9 @@ async def open_storage(settings: Settings) -> AsyncIterator[S3Client]:
             part_size=settings.part_size,
             multipart_threshold=settings.multipart_threshold,
             parts_in_flight=settings.parts_in_flight,
+            budget=MemoryBudget(settings.memory_budget, on_change=metrics.BUFFERED_BYTES.set),
         )
+        metrics.BUDGET_BYTES.set(settings.memory_budget)
         try:
             yield storage
         finally:

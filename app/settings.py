@@ -88,6 +88,12 @@ class Settings:
     multipart_threshold: int = 50 * MiB
     #: Part uploads running at once per file while the next part fills.
     parts_in_flight: int = 1
+    #: Bytes of file data the process may buffer across all uploads (app/budget.py); past
+    #: it, uploads stop reading their bodies until parts are stored. A buffer larger than the
+    #: whole budget is still granted when nothing else is buffered (one at a time).
+    memory_budget: int = 512 * MiB
+    #: Uploads handled at once by the process; more get 503 with Retry-After. 0: no limit.
+    max_concurrent: int = 0
     #: Largest request body accepted; 0 means no limit.
     max_body_bytes: int = 0
     #: Text fields per request, and bytes per text field value.
@@ -126,6 +132,12 @@ class Settings:
                 1 <= self.parts_in_flight <= 64,
                 "must be 1 to 64",
             ),
+            (
+                "UPLOAD_MEMORY_BUDGET",
+                self.memory_budget >= MIN_PART_SIZE,
+                "must be at least 5 MiB",
+            ),
+            ("UPLOAD_MAX_CONCURRENT", self.max_concurrent >= 0, "must be 0 (no limit) or more"),
             ("UPLOAD_MAX_BYTES", self.max_body_bytes >= 0, "must be 0 (no limit) or more"),
             ("UPLOAD_MAX_FIELDS", self.max_fields >= 0, "must be 0 or more"),
             ("UPLOAD_MAX_FIELD_SIZE", self.max_field_bytes >= 0, "must be 0 or more"),
@@ -218,6 +230,8 @@ class Settings:
             part_size=size("UPLOAD_PART_SIZE", 10 * MiB),
             multipart_threshold=size("UPLOAD_MULTIPART_THRESHOLD", 50 * MiB),
             parts_in_flight=integer("UPLOAD_PARTS_IN_FLIGHT", 1),
+            memory_budget=size("UPLOAD_MEMORY_BUDGET", 512 * MiB),
+            max_concurrent=integer("UPLOAD_MAX_CONCURRENT", 0),
             max_body_bytes=size("UPLOAD_MAX_BYTES", 0),
             max_fields=integer("UPLOAD_MAX_FIELDS", 100),
             max_field_bytes=size("UPLOAD_MAX_FIELD_SIZE", 64 * KiB),

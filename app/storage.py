@@ -17,8 +17,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
+from app import metrics
+from app.budget import MemoryBudget
 from app.errors import StorageFailed
 from app.partsize import plan_part_size
+from app.settings import MIN_PART_SIZE
 
 logger = logging.getLogger("app.storage")
 
@@ -43,13 +46,18 @@ class PartBuffer:
     Kept in an io.BytesIO because aiohttp sends a BytesIO body in 64 KiB writes that yield to
     the event loop, while a raw bytes body over 1 MiB goes in one write (it warns that this
     may block the loop). Appending to a BytesIO grows it in place: no copy per part.
+
+    `reserved` is what the buffer holds of the memory budget: it is reserved before bytes are
+    appended (never more than that is appended) and given back by `release()`.
     """
 
-    __slots__ = ("_bytes", "size")
+    __slots__ = ("_budget", "_bytes", "reserved", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, budget: MemoryBudget | None = None) -> None:
+        self._budget = budget
         self._bytes = io.BytesIO()
         self.size = 0
+        self.reserved = 0
 
     def append(self, data: Buffer) -> None:
         self.size += self._bytes.write(data)
@@ -59,21 +67,18 @@ class PartBuffer:
         self._bytes.seek(0)
         return self._bytes
 
-    def split(self, size: int) -> list[PartBuffer]:
-        """Copy into buffers of `size` bytes (the last may be shorter)."""
-        pieces = []
-        with self._bytes.getbuffer() as view:
-            for start in range(0, self.size, size):
-                piece = PartBuffer()
-                piece.append(view[start : start + size])
-                pieces.append(piece)
-        return pieces
+    def trim(self) -> None:
+        """Give back the reserved memory this buffer will not fill (its object has ended)."""
+        if self._budget is not None and self.reserved > self.size:
+            self._budget.release(self.reserved - self.size)
+        self.reserved = min(self.reserved, self.size)
 
-    @staticmethod
-    def join(parts: list[PartBuffer]) -> io.BytesIO:
-        if len(parts) == 1:
-            return parts[0].body()
-        return io.BytesIO(b"".join(part._bytes.getvalue() for part in parts))
+    def release(self) -> None:
+        """Drop the bytes and give their memory back to the budget (idempotent)."""
+        self._bytes = io.BytesIO()
+        if self._budget is not None and self.reserved:
+            self._budget.release(self.reserved)
+        self.reserved = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,12 +104,15 @@ class S3Client:
         part_size: int,
         multipart_threshold: int,
         parts_in_flight: int = 1,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.client = client
         self.bucket = bucket
         self.part_size = part_size
         self.multipart_threshold = multipart_threshold
         self.parts_in_flight = parts_in_flight
+        # None: buffers are not counted (unit tests, scripts); the service always has one.
+        self.budget = budget
         self._cleanups: set[asyncio.Task[None]] = set()
 
     def open_upload(
@@ -114,13 +122,14 @@ class S3Client:
         *,
         size_hint: int | None = None,
         force_multipart: bool = False,
+        on_budget_wait: Callable[[], Awaitable[None]] | None = None,
     ) -> ObjectUpload:
         """Start taking one object's bytes; the strategy follows the threshold rules.
 
         `size_hint` is an upper bound on the object's size (a request's Content-Length).
         Below the threshold the object is held for one PutObject; otherwise it is held only
         while it fits in its first part, and becomes a multipart upload once a second part
-        begins.
+        begins. `on_budget_wait` runs before the upload waits for memory (see app.budget).
         """
         if force_multipart:
             single_put_limit = 0
@@ -135,6 +144,8 @@ class S3Client:
             part_size=plan_part_size(self.part_size, size_hint),
             single_put_limit=single_put_limit,
             parts_in_flight=self.parts_in_flight,
+            size_hint=size_hint,
+            on_budget_wait=on_budget_wait,
         )
 
     async def upload(self, data: Buffer, key: str, content_type: str) -> StoredObject:
@@ -226,6 +237,8 @@ class ObjectUpload:
         part_size: int,
         single_put_limit: int,
         parts_in_flight: int,
+        size_hint: int | None = None,
+        on_budget_wait: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.storage = storage
         self.key = key
@@ -235,11 +248,14 @@ class ObjectUpload:
         # An object that may go as one PutObject fills one buffer up to that limit, so the
         # put needs no joining copy; once it is multipart, buffers are part-sized.
         self._fill_to = max(part_size, single_put_limit)
+        self._size_hint = size_hint
+        self._on_budget_wait = on_budget_wait
         self.size = 0
+        self._buffered = 0  # bytes appended to buffers so far (`size` counts a chunk early)
         self._hash = hashlib.sha256()
-        # Full parts held back while the object may still go as one PutObject.
+        # Full parts waiting to be sent (the single-put buffer, once it turns multipart).
         self._held: list[PartBuffer] = []
-        self._current = PartBuffer()
+        self._current = self._new_buffer()
         self._upload_id: str | None = None
         self._next_part = 1
         self._etags: dict[int, str] = {}
@@ -279,32 +295,68 @@ class ObjectUpload:
         self.size += len(data)
         view = memoryview(data)
         while view:
-            room = self._fill_to - self._current.size
-            self._current.append(view[:room])
+            current = self._current
+            if current.size == current.reserved:
+                await self._make_room()
+                continue
+            room = current.reserved - current.size
+            current.append(view[:room])
+            self._buffered += min(room, len(view))
             view = view[room:]
-            if self._current.size == self._fill_to and view:
-                await self._part_full()
         # A part that fills exactly at the end of `data` is sent when more bytes come, or at
         # close(), so an object of exactly one part still goes as one PutObject.
         if self._current.size == self._fill_to and self.upload_id_needed():
             await self._part_full()
+
+    async def _make_room(self) -> None:
+        """The current buffer is at its reservation: reserve more, or move on to a new part."""
+        current = self._current
+        if current.size >= self._fill_to:
+            await self._part_full()  # the next buffer reserves on the next pass
+            return
+        size = self._grain()
+        if current.size == 0:
+            await self._reserve(current, size)  # a fresh buffer may wait: it holds nothing
+        elif self.storage.budget is None or self.storage.budget.try_acquire(size):
+            current.reserved += size
+        elif self._upload_id is None and current.size >= MIN_PART_SIZE:
+            # A single-put buffer the budget cannot grow would wait while holding memory:
+            # it becomes the first part of a multipart upload instead, which frees it.
+            self.single_put_limit = 0
+            await self._part_full()
+        else:
+            # Only when the size hint was too small: wait, as a valid part must be whole.
+            await self._reserve(current, size)
+
+    def _grain(self) -> int:
+        """How much the current buffer reserves next: up to a part, no more than can come."""
+        want = min(self._fill_to - self._current.size, self.part_size)
+        if self._size_hint is not None and self._size_hint > self._buffered:
+            want = min(want, self._size_hint - self._buffered)
+        return max(want, 1)
+
+    async def _reserve(self, buffer: PartBuffer, size: int) -> None:
+        budget = self.storage.budget
+        if budget is not None and not budget.try_acquire(size):
+            metrics.BUDGET_WAITS.inc()
+            if self._on_budget_wait is not None:
+                await self._on_budget_wait()
+            await budget.acquire(size)
+        buffer.reserved += size
+
+    def _new_buffer(self) -> PartBuffer:
+        return PartBuffer(self.storage.budget)
 
     def upload_id_needed(self) -> bool:
         """True once the object can no longer go as one PutObject."""
         return self._upload_id is not None or self.size > self.single_put_limit
 
     async def _part_full(self) -> None:
-        full, self._current = self._current, PartBuffer()
-        if full.size > self.part_size:
-            # A single-put buffer outgrew its limit (the size hint was wrong): cut it into
-            # parts, keeping a short remainder as the part that fills next.
-            pieces = full.split(self.part_size)
-            if pieces[-1].size < self.part_size:
-                self._current = pieces.pop()
-            self._held.extend(pieces)
-            self._fill_to = self.part_size
-        else:
-            self._held.append(full)
+        # A single-put buffer larger than a part goes as one bigger first part rather than
+        # being cut up: parts need not be equal in size, and cutting would copy it.
+        full, self._current = self._current, self._new_buffer()
+        self._held.append(full)
+        self._fill_to = self.part_size
         if self.upload_id_needed():
             await self._send_held()
 
@@ -324,8 +376,16 @@ class ObjectUpload:
     async def _send_part(self, body: PartBuffer) -> None:
         # Taking the slot before returning to the caller is the backpressure: while every
         # slot is busy, the request body is not read.
-        await self._slots.acquire()
-        self._raise_if_failed()
+        acquired = False
+        try:
+            await self._slots.acquire()
+            acquired = True
+            self._raise_if_failed()
+        except BaseException:
+            body.release()  # the part will not be sent: its memory is free again
+            if acquired:
+                self._slots.release()
+            raise
         number = self._next_part
         self._next_part += 1
         task = asyncio.ensure_future(self._upload_part(number, body))
@@ -333,17 +393,21 @@ class ObjectUpload:
         task.add_done_callback(self._part_done)
 
     async def _upload_part(self, number: int, body: PartBuffer) -> None:
+        metrics.PARTS_IN_FLIGHT.inc()
         try:
-            response = await self.storage.call(
-                "UploadPart",
-                self.storage.client.upload_part,
-                Key=self.key,
-                UploadId=self._upload_id,
-                PartNumber=number,
-                Body=body.body(),
-            )
+            with metrics.PART_SECONDS.labels("UploadPart").time():
+                response = await self.storage.call(
+                    "UploadPart",
+                    self.storage.client.upload_part,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    PartNumber=number,
+                    Body=body.body(),
+                )
             self._etags[number] = response["ETag"]
         finally:
+            metrics.PARTS_IN_FLIGHT.dec()
+            body.release()
             self._slots.release()
 
     def _part_done(self, task: asyncio.Task[None]) -> None:
@@ -361,13 +425,14 @@ class ObjectUpload:
         """All bytes are in: send the last part and wait until every part is stored."""
         if not self._closed:
             self._closed = True
+            self._current.trim()
             await self._flush()
 
     async def _flush(self) -> None:
         if self.upload_id_needed():
             if self._current.size:
                 self._held.append(self._current)  # the last part, maybe short
-                self._current = PartBuffer()
+                self._current = self._new_buffer()
             await self._send_held()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
@@ -387,16 +452,16 @@ class ObjectUpload:
             )
             part_count = len(parts)
         else:
-            body = PartBuffer.join([*self._held, self._current])
-            await self.storage.call(
-                "PutObject",
-                self.storage.client.put_object,
-                Key=self.key,
-                Body=body,
-                ContentType=self.content_type,
-            )
+            with metrics.PART_SECONDS.labels("PutObject").time():
+                await self.storage.call(
+                    "PutObject",
+                    self.storage.client.put_object,
+                    Key=self.key,
+                    Body=self._current.body(),
+                    ContentType=self.content_type,
+                )
             part_count = 1
-        self._held, self._current = [], PartBuffer()
+        self._drop_buffers()
         self._stored = StoredObject(
             key=self.key,
             size=self.size,
@@ -435,9 +500,14 @@ class ObjectUpload:
     def begin_abort(self) -> asyncio.Task[None]:
         """Schedule the cleanup (once) and return its task, without waiting for it."""
         if self._abort_task is None:
-            self._held, self._current = [], PartBuffer()
+            self._drop_buffers()
             self._abort_task = self.storage.run_cleanup(self._cleanup())
         return self._abort_task
+
+    def _drop_buffers(self) -> None:
+        for buffer in [*self._held, self._current]:
+            buffer.release()
+        self._held, self._current = [], self._new_buffer()
 
     async def _cleanup(self) -> None:
         for task in list(self._tasks):

@@ -110,6 +110,7 @@ class FormUpload:
                 object_key(self.settings.s3_key_prefix, part.filename),
                 lambda: clean_content_type(part.content_type),
                 size_hint=hint,
+                on_budget_wait=self._spill_held,
             )
             self._file = FileEntry(part.field, part.filename, upload)
             self.files.append(self._file)
@@ -133,6 +134,16 @@ class FormUpload:
             else:
                 self.fields[self._field.name] = [previous, value]
             self._field = None
+
+    async def _spill_held(self) -> None:
+        """About to wait for memory: send the finished files held for a single PutObject.
+
+        They would otherwise hold budget until the end of a body we stop reading, and
+        requests doing the same could wait for each other forever (app/budget.py).
+        """
+        for entry in self.files:
+            if entry is not self._file and entry.upload.strategy == "single":
+                await entry.upload.spill()
 
     async def _limit_held_bytes(self) -> None:
         """Finished small files wait in memory for the end of the body; cap their total."""

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 
 ACCESS_KEY = "test-access-key"
 SECRET_KEY = "test-secret-key"
@@ -274,3 +276,14 @@ def parts_stored(bucket: Bucket) -> int:
         )
         count += len(listing.get("Parts", []))
     return count
+
+
+def get_metric(port: int, name: str, labels: dict[str, str] | None = None) -> float:
+    """One sample's value from the app's GET /metrics (Prometheus text format)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and (labels is None or sample.labels == labels):
+                return float(sample.value)
+    raise KeyError(name)

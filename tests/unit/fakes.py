@@ -13,7 +13,8 @@ from typing import Any
 class FakeS3:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.bodies: dict[int, bytes] = {}
+        self.bodies: dict[int, bytes] = {}  # part number -> body (tests of one object)
+        self.parts: dict[tuple[str, int], bytes] = {}  # (key, part number) -> body
         self.objects: dict[str, bytes] = {}
         self.fail: dict[str, int] = {}  # operation -> fail on its n-th call (1-based)
         self.gate: asyncio.Event | None = None  # when set, upload_part waits for it
@@ -35,6 +36,7 @@ class FakeS3:
             raise ConnectionError(f"injected failure in {name}")
         if body is not None and name == "upload_part":
             self.bodies[kwargs["PartNumber"]] = recorded["Body"]
+            self.parts[kwargs["Key"], kwargs["PartNumber"]] = recorded["Body"]
 
     async def put_object(self, **kwargs: Any) -> dict[str, Any]:
         await self._record("put_object", kwargs)
@@ -56,7 +58,8 @@ class FakeS3:
     async def complete_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
         await self._record("complete_multipart_upload", kwargs)
         parts = kwargs["MultipartUpload"]["Parts"]
-        self.objects[kwargs["Key"]] = b"".join(self.bodies[p["PartNumber"]] for p in parts)
+        key = kwargs["Key"]
+        self.objects[key] = b"".join(self.parts[key, p["PartNumber"]] for p in parts)
         return {"ETag": '"complete"'}
 
     async def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:

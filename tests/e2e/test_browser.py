@@ -1,0 +1,286 @@
+"""The upload page in a real headless browser: Debian's chromium, driven by Playwright, against
+a real app process on `rclone serve s3`. Progress and result, cancel, an error answer shown
+from the JSON, and the plain form with JavaScript turned off.
+
+Chrome's own network throttling (DevTools' Network.emulateNetworkConditions) slows the
+uploads down, so that progress events surely happen and Cancel surely lands mid-upload.
+Set UPLOAD_PAGE_SCREENSHOT=docs/upload-page.png to refresh the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+
+from tests.e2e.processes import write_generated
+from tests.support import Bucket, MiB, stored_sha256, wait_until
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = "/usr/bin/chromium"
+# Headless in a container as root, and nothing that phones home or updates itself mid-test.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "browser-token-0123456789abcdef"
+# What the page shows while a file goes up: "42 % · 11.8 MiB/s · 1 s left".
+PROGRESS_TEXT = re.compile(r"^\d+ % · \d+\.\d MiB/s · (\d+ s|\d+ min \d+ s|\?) left$")
+
+
+def missing(message: str) -> NoReturn:
+    """As tests/e2e/conftest.py's require_tool: skip on a developer's machine, fail in CI."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        missing("chromium is not installed (Debian: apt-get install chromium; .ci/run does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        # Debian's build, not one from `playwright install` (no downloads in CI).
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def new_page(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """`new_page(javascript=True)`: a fresh context (no shared state) at 1280x800."""
+    contexts: list[Any] = []
+
+    def make(*, javascript: bool = True) -> Page:
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 800}, java_script_enabled=javascript
+        )
+        context.set_default_timeout(30_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def throttle_uploads(page: Page, bytes_per_second: int) -> None:
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": 0,
+            "downloadThroughput": -1,
+            "uploadThroughput": bytes_per_second,
+        },
+    )
+
+
+def record_statuses(page: Page) -> None:
+    """Keep every text the uploads' status lines show (window.statuses), however briefly."""
+    # Injected over DevTools, which the page's Content-Security-Policy does not restrict.
+    page.evaluate(
+        """() => {
+            window.statuses = [];
+            new MutationObserver((records) => {
+                for (const record of records) {
+                    if (!record.target.classList || !record.target.classList.contains("status"))
+                        continue;
+                    for (const node of record.addedNodes) window.statuses.push(node.data);
+                }
+            }).observe(document.getElementById("uploads"), { childList: true, subtree: true });
+        }"""
+    )
+
+
+def wait_finished(page: Page, timeout_ms: float = 90_000) -> tuple[str, str]:
+    """The last upload's final state and status text, once it is no longer uploading."""
+    page.wait_for_selector("li.upload:last-child:not([data-state=uploading])", timeout=timeout_ms)
+    item = page.locator("li.upload").last
+    return str(item.get_attribute("data-state")), item.locator(".status").inner_text()
+
+
+@pytest.mark.parametrize("via", ["app", "nginx"])
+def test_upload_shows_progress_and_the_stored_result(
+    bucket: Bucket,
+    start_app: Callable[..., Any],
+    new_page: Callable[..., Page],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    via: str,
+) -> None:
+    app = start_app(bucket, part_size=5 * MiB)
+    url = f"http://{app.address}"
+    if via == "nginx":
+        # The project's nginx config in front (only this case needs nginx installed).
+        url = request.getfixturevalue("start_nginx")([app.address]).url
+    path = tmp_path / "holiday video.bin"
+    digest = write_generated(path, 24 * MiB)
+    page = new_page()
+    page.goto(f"{url}/")
+    assert page.locator("#token").is_visible()  # shown only when the script runs
+    throttle_uploads(page, 12 * MiB)
+    record_statuses(page)
+
+    page.fill("#title", "holiday")
+    page.set_input_files("#file", path)
+    page.click("#upload-button")
+    state, status = wait_finished(page)
+    assert (state, status) == ("stored", "stored")
+
+    item = page.locator("li.upload").last
+    assert item.locator(".name").inner_text() == "holiday video.bin"
+    assert item.locator("progress").evaluate("bar => bar.value") == 100
+    statuses: list[str] = page.evaluate("window.statuses")
+    progress = [text for text in statuses if PROGRESS_TEXT.match(text)]
+    assert len(progress) >= 3, statuses
+    assert "100 % sent · storing…" in statuses
+
+    key = item.locator("dd.key").inner_text()
+    shown_sha = item.locator("dd.sha256").inner_text()
+    assert re.fullmatch(r"uploads/[0-9a-f-]{36}/holiday video\.bin", key), key
+    assert item.locator("dd.size").inner_text() == f"24.0 MiB ({24 * MiB} bytes)"
+    assert shown_sha == digest
+    assert stored_sha256(bucket, key) == digest
+    assert bucket.keys() == [key]
+    assert bucket.incomplete_uploads() == []
+
+    screenshot = os.environ.get("UPLOAD_PAGE_SCREENSHOT")
+    if screenshot and via == "app":
+        page.screenshot(path=screenshot)
+
+
+def test_cancel_aborts_the_upload(
+    bucket: Bucket, start_app: Callable[..., Any], new_page: Callable[..., Page], tmp_path: Path
+) -> None:
+    app = start_app(bucket, part_size=5 * MiB)
+    path = tmp_path / "large.bin"
+    write_generated(path, 96 * MiB)
+    page = new_page()
+    page.goto(f"http://{app.address}/")
+    throttle_uploads(page, 8 * MiB)  # 12 s for the whole file: Cancel lands well before
+
+    page.set_input_files("#file", path)
+    page.click("#upload-button")
+    # A second part has begun: the app holds an open multipart upload in storage.
+    assert wait_until(lambda: bool(bucket.incomplete_uploads()), timeout=30)
+    page.click("li.upload .cancel")
+    state, status = wait_finished(page, timeout_ms=10_000)
+    assert (state, status) == ("cancelled", "cancelled")
+    assert page.locator("li.upload .cancel").is_disabled()
+
+    # The browser closed the connection; the app aborted what it had started.
+    assert wait_until(lambda: not bucket.incomplete_uploads(), timeout=30), app.log()
+    assert bucket.keys() == []
+    assert wait_until(lambda: "client_disconnected" in app.log(), timeout=10), app.log()
+
+
+def test_errors_are_shown_from_the_json_answers(
+    bucket: Bucket, start_app: Callable[..., Any], new_page: Callable[..., Page], tmp_path: Path
+) -> None:
+    app = start_app(
+        bucket,
+        part_size=5 * MiB,
+        env={"UPLOAD_AUTH_TOKENS": TOKEN, "UPLOAD_ALLOWED_TYPES": "text/plain,.txt"},
+    )
+    page = new_page()
+    page.goto(f"http://{app.address}/")
+    notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"remember the milk\n"}
+
+    # A wrong token: refused by GET /auth before any upload starts.
+    page.fill("#token", "wrong-token-0123456789abcdef")
+    page.set_input_files("#file", files=[notes])
+    page.click("#upload-button")
+    page.wait_for_selector("#notice:not(:empty)")
+    assert page.inner_text("#notice") == "unauthorized: the bearer token is not valid"
+    assert page.locator("li.upload").count() == 0
+
+    # The right token but a refused file type: the POST's own JSON error.
+    page.fill("#token", TOKEN)
+    page.set_input_files(
+        "#file",
+        files=[{"name": "tool.exe", "mimeType": "application/x-msdownload", "buffer": b"MZ" * 64}],
+    )
+    page.click("#upload-button")
+    state, status = wait_finished(page)
+    assert state == "failed"
+    assert status.startswith("file_type_not_allowed: 'tool.exe' (application/x-msdownload)")
+    assert page.inner_text("#notice") == ""
+    bucket.assert_clean()
+
+    # And with both right, the token goes along as the Authorization header. This time the
+    # file is dropped on the page instead of chosen.
+    page.evaluate(
+        """() => {
+            const data = new DataTransfer();
+            data.items.add(new File(["remember the milk\\n"], "notes.txt", { type: "text/plain" }));
+            document.getElementById("drop-zone").dispatchEvent(
+                new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true })
+            );
+        }"""
+    )
+    assert page.locator("#file").evaluate("input => input.files[0].name") == "notes.txt"
+    page.click("#upload-button")
+    assert wait_finished(page) == ("stored", "stored")
+    key = page.locator("li.upload").last.locator("dd.key").inner_text()
+    assert bucket.read(key) == b"remember the milk\n"
+
+
+def test_form_without_javascript_gets_an_html_answer(
+    bucket: Bucket, start_app: Callable[..., Any], new_page: Callable[..., Page], tmp_path: Path
+) -> None:
+    app = start_app(bucket, part_size=5 * MiB)
+    path = tmp_path / "scan.bin"
+    digest = write_generated(path, 12 * MiB)
+    note = tmp_path / "<b>note<b> & co.txt"  # markup in a name: shown as text, not parsed
+    note.write_bytes(b"plain\n")
+    page = new_page(javascript=False)
+    page.goto(f"http://{app.address}/")
+    assert not page.locator("#token").is_visible()  # no way to send a header without JS
+
+    page.fill("#title", "<i>scans</i>")
+    page.set_input_files("#file", files=[path, note])
+    with page.expect_navigation():
+        page.click("#upload-button")
+    assert page.title() == "Upload stored"
+    assert page.inner_text("p.ok") == "Stored 2 files."
+    items = page.locator("li.upload")
+    assert items.count() == 2
+    # The names show as text, exactly as sent: escaped, not interpreted as markup.
+    assert items.nth(0).locator(".name").inner_text() == "scan.bin"
+    assert items.nth(1).locator(".name").inner_text() == note.name
+    assert page.locator("b, i, script").count() == 0
+    assert page.inner_text("table.fields td") == "<i>scans</i>"
+
+    keys = [items.nth(i).locator("dd.key").inner_text() for i in range(2)]
+    assert keys[1].endswith(f"/{note.name}")
+    assert items.nth(0).locator("dd.sha256").inner_text() == digest
+    assert items.nth(0).locator("dd.size").inner_text() == f"12.0 MiB ({12 * MiB} bytes)"
+    assert stored_sha256(bucket, keys[0]) == digest
+    assert bucket.read(keys[1]) == b"plain\n"
+    assert sorted(bucket.keys()) == sorted(keys)
+    assert bucket.incomplete_uploads() == []
+
+    page.click("text=Back to the upload page")
+    assert page.title() == "Upload files"
