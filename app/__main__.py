@@ -1,4 +1,6 @@
-"""Command line: `python -m app serve` runs the service; `python -m app sweep` cleans up.
+"""Command line: `python -m app serve` runs the service; `python -m app sweep` cleans up;
+`python -m app upload FILE...` sends files to a running service (app/client.py) and
+`python -m app loadtest` puts one under load and checks what it stored (app/loadtest.py).
 
 With neither S3_ENDPOINT_URL nor S3_BUCKET set, `serve` starts an embedded local store
 (app/localstore.py) with data under ./var/s3, so one command gives a working service.
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import uvicorn
 
+from app import client, loadtest
 from app.errors import StorageFailed
 from app.localstore import local_s3
 from app.logs import configure_logging
@@ -100,7 +103,19 @@ def main(argv: list[str] | None = None) -> int:
         "--older-than", default="24h", help="only uploads started this long ago (default 24h)"
     )
     sweeper.add_argument("--apply", action="store_true", help="abort them (default: list)")
+    client.add_arguments(
+        commands.add_parser("upload", help="send files to the service as one streamed request")
+    )
+    loadtest.add_arguments(
+        commands.add_parser("loadtest", help="concurrent generated uploads, verified by SHA-256")
+    )
     args = parser.parse_args(argv)
+    # The client commands report on stdout and stderr themselves; the service's log setup
+    # would add a JSON line per HTTP request (httpx logs them at INFO).
+    if args.command == "upload":
+        return client.run(args)
+    if args.command == "loadtest":
+        return loadtest.run(args)
     configure_logging()
     if args.command == "serve":
         return serve(args)

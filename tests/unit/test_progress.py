@@ -1,0 +1,79 @@
+"""The status line: numbers formatted for people, redrawn on a tty, plain and rare elsewhere."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from app.progress import StatusLine, format_bytes, format_clock, transfer_status
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (1536 * 1024, "1.5 MiB"),
+        (64 * MiB, "64.0 MiB"),
+        (1024 * MiB, "1.0 GiB"),
+        (3 * 1024**4, "3.00 TiB"),
+    ],
+)
+def test_format_bytes(n: int, text: str) -> None:
+    assert format_bytes(n) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0:00"), (7.4, "0:07"), (754, "12:34"), (3723, "1:02:03"), (-1, "0:00")],
+)
+def test_format_clock(seconds: float, text: str) -> None:
+    assert format_clock(seconds) == text
+
+
+def test_transfer_status_with_a_known_total() -> None:
+    assert transfer_status(50 * MiB, 100 * MiB, 10.0, width=10) == (
+        "[#####-----]  50%  50.0 MiB / 100.0 MiB  5.0 MiB/s  ETA 0:10"
+    )
+    assert transfer_status(0, 100, 0.0, width=4).endswith("ETA -:--")
+    assert transfer_status(165, 100 * MiB, 0.001, width=4).endswith("0.0 MiB/s  ETA -:--")
+    assert transfer_status(0, 0, 1.0, width=4).startswith("[####] 100%")
+
+
+def test_transfer_status_without_a_total() -> None:
+    assert transfer_status(3 * MiB, None, 2.0) == "3.0 MiB  1.5 MiB/s  0:02"
+
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_tty_the_line_is_redrawn_in_place_at_most_every_interval() -> None:
+    now = 0.0
+    stream = FakeTty()
+    line = StatusLine(stream, interval=1.0, clock=lambda: now)
+    line.show("first long line")
+    now = 0.5
+    line.show("skipped")
+    now = 1.0
+    line.show("second")
+    line.close("done")
+    assert stream.getvalue() == "\rfirst long line\rsecond         \rdone  \n"
+
+
+def test_off_a_tty_lines_are_plain_and_the_first_waits_an_interval() -> None:
+    now = 0.0
+    stream = io.StringIO()
+    line = StatusLine(stream, interval=1.0, plain_interval=10.0, clock=lambda: now)
+    line.show("at start")
+    now = 10.0
+    line.show("ten seconds in")
+    now = 15.0
+    line.show("too soon")
+    line.close("final")
+    assert stream.getvalue() == "ten seconds in\nfinal\n"
