@@ -1,0 +1,401 @@
+"""The markdown report: the machine, the settings, one table per question, the targets."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+
+from bench.contenders import Sample
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+@dataclasses.dataclass
+class RunSettings:
+    size: int
+    flat_size: int | None
+    concurrent_size: int
+    concurrency: list[int]
+    rounds: int
+    rate: str
+    part_size: int
+    label: str
+    command: str
+
+
+@dataclasses.dataclass
+class Results:
+    samples: dict[str, list[Sample]] = dataclasses.field(default_factory=dict)
+    errors: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, key: str, sample: Sample) -> None:
+        self.samples.setdefault(key, []).append(sample)
+
+    def fail(self, key: str, message: str) -> None:
+        self.errors.setdefault(key, []).append(message)
+
+    def median(self, key: str, value: Callable[[Sample], float | None]) -> float | None:
+        values = [v for s in self.samples.get(key, []) if (v := value(s)) is not None]
+        return statistics.median(values) if values else None
+
+
+# --- the machine ---------------------------------------------------------------------------
+
+
+def _first_line(command: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=False)
+    except OSError:
+        return "not found"
+    return ((done.stdout or done.stderr).strip().splitlines() or ["?"])[0]
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine(rclone: str, nginx: str) -> list[str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        platform.processor() or "?",
+    )
+    meminfo = Path("/proc/meminfo").read_text().split()
+    ram = int(meminfo[meminfo.index("MemTotal:") + 1]) * 1024
+    packages = [
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "starlette",
+        "python-multipart",
+        "streaming-form-data",
+        "granian",
+        "hypercorn",
+        "aioboto3",
+        "aiobotocore",
+        "boto3",
+        "botocore",
+    ]
+    return [
+        f"- CPU: {model}, {os.cpu_count()} cores; RAM {ram / GiB:.1f} GiB; "
+        f"Linux {platform.release()}; Python {platform.python_version()}",
+        "- " + ", ".join(f"{name} {_version(name)}" for name in packages),
+        f"- {_first_line([rclone, 'version'])}; {_first_line([nginx, '-v'])}; "
+        f"{' '.join(_first_line(['curl', '--version']).split()[:2])}",
+    ]
+
+
+# --- cells ---------------------------------------------------------------------------------
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    if not values:
+        return "n/a"
+    median = format(statistics.median(values), fmt)
+    if len(values) == 1:
+        return median
+    return f"{median} ({format(min(values), fmt)}..{format(max(values), fmt)})"
+
+
+def _cell(
+    results: Results, key: str, value: Callable[[Sample], float | None], fmt: str = ".2f"
+) -> str:
+    if key in results.errors and key not in results.samples:
+        return "failed"
+    values = [v for s in results.samples.get(key, []) if (v := value(s)) is not None]
+    return _spread(values, fmt)
+
+
+def _ratio(results: Results, key: str, base: str) -> str:
+    top = results.median(key, lambda s: s.wall)
+    bottom = results.median(base, lambda s: s.wall)
+    return f"{top / bottom:.2f}" if top and bottom else "n/a"
+
+
+def wall(s: Sample) -> float:
+    return s.wall
+
+
+def cpu_per_gib(s: Sample) -> float:
+    return s.app.cpu_seconds / (s.size / GiB)
+
+
+def rss_mib(s: Sample) -> float:
+    return s.app.peak_rss_growth / MiB
+
+
+def written_mib(s: Sample) -> float:
+    return s.app.write_bytes / MiB
+
+
+def lag(s: Sample) -> float | None:
+    return s.lag
+
+
+def nginx_per_gib(s: Sample) -> float | None:
+    return None if s.nginx_cpu is None else s.nginx_cpu / (s.size / GiB)
+
+
+def store_per_gib(s: Sample) -> float:
+    return s.store_cpu / (s.size / GiB)
+
+
+def mib_per_s(s: Sample) -> float:
+    return s.size / MiB / s.wall
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(head: Sequence[str], rows: list[list[str]]) -> list[str]:
+    return [_row(head), _row(["---"] * len(head)), *(_row(r) for r in rows), ""]
+
+
+def size_text(size: int) -> str:
+    return f"{size / GiB:g} GiB" if size >= GiB else f"{size / MiB:g} MiB"
+
+
+# --- the report ----------------------------------------------------------------------------
+
+NAMES = {
+    "direct": "direct: boto3 upload_file, 10 threads",
+    "seed": "seed design (request.form(), then parts) + nginx",
+    "service": "this service + nginx",
+    "uvicorn-direct": "uvicorn, no nginx",
+    "service-uvicorn": "uvicorn + nginx",
+    "granian-direct": "granian, no nginx",
+    "granian-nginx": "granian + nginx",
+    "hypercorn-direct": "hypercorn, no nginx",
+    "hypercorn-nginx": "hypercorn + nginx",
+    "seed-rate": "seed design + nginx",
+    "service-rate": "this service + nginx",
+}
+
+
+def render(settings: RunSettings, results: Results, machine_lines: list[str]) -> str:
+    s = settings
+    size = size_text(s.size)
+    out = [
+        f"## {s.label}: {size}, {s.rounds} round(s)",
+        "",
+        f"Command: `{s.command}` — took {results.seconds / 60:.1f} min.",
+        "",
+        *machine_lines,
+        f"- Settings: file {size}, part size {size_text(s.part_size)} (service defaults), "
+        f"rate limit `curl --limit-rate {s.rate}`, concurrent uploads "
+        f"{', '.join(map(str, s.concurrency))} x {size_text(s.concurrent_size)}. "
+        "Cells: median (min..max) over rounds.",
+        "",
+        f"### One {size} file, client at full speed",
+        "",
+    ]
+    out += _table(
+        [
+            "contender",
+            "wall s",
+            "x direct",
+            "x seed",
+            "app CPU s/GiB",
+            "peak RSS growth MiB",
+            "disk written MiB",
+            "completion lag s",
+        ],
+        [
+            [
+                NAMES[key],
+                _cell(results, key, wall),
+                _ratio(results, key, "direct"),
+                _ratio(results, key, "seed"),
+                _cell(results, key, cpu_per_gib),
+                _cell(results, key, rss_mib, ".1f"),
+                _cell(results, key, written_mib, ".0f"),
+                _cell(results, key, lag),
+            ]
+            for key in ("direct", "seed", "service")
+        ],
+    )
+    out += [
+        "For direct, the CPU, RSS and disk columns are the client's own (boto3 in one "
+        "process); for the others, the server process tree's.",
+        "",
+        f"### One {size} file, client rate-limited (`curl --limit-rate {s.rate}`)",
+        "",
+    ]
+    out += _table(
+        ["contender", "wall s", "x seed", "completion lag s", "app CPU s/GiB", "RSS growth MiB"],
+        [
+            [
+                NAMES[key],
+                _cell(results, key, wall),
+                _ratio(results, key, "seed-rate"),
+                _cell(results, key, lag),
+                _cell(results, key, cpu_per_gib),
+                _cell(results, key, rss_mib, ".1f"),
+            ]
+            for key in ("seed-rate", "service-rate")
+        ],
+    )
+    out += [
+        "### Concurrent uploads through nginx to this service (one uvicorn worker)",
+        "",
+    ]
+    rows = []
+    for n in s.concurrency:
+        key = f"concurrent-{n}"
+        growth = results.median(key, rss_mib)
+        rows.append(
+            [
+                str(n),
+                size_text(s.concurrent_size),
+                _cell(results, key, wall),
+                _cell(results, key, mib_per_s, ".0f"),
+                _cell(results, key, rss_mib, ".1f"),
+                f"{growth / n:.1f}" if growth is not None else "n/a",
+                _cell(results, key, cpu_per_gib),
+            ]
+        )
+    out += _table(
+        [
+            "uploads at once",
+            "each",
+            "wall s",
+            "aggregate MiB/s",
+            "app peak RSS growth MiB",
+            "per upload MiB",
+            "app CPU s/GiB",
+        ],
+        rows,
+    )
+    out += [f"### ASGI servers on this service's body path, one {size} file", ""]
+    out += _table(
+        ["server", "wall s", "app CPU s/GiB", "peak RSS growth MiB", "nginx CPU s/GiB"],
+        [
+            [
+                NAMES[key if key != "service" else "service-uvicorn"],
+                _cell(results, key, wall),
+                _cell(results, key, cpu_per_gib),
+                _cell(results, key, rss_mib, ".1f"),
+                _cell(results, key, nginx_per_gib),
+            ]
+            for key in (
+                "uvicorn-direct",
+                "service",
+                "granian-direct",
+                "granian-nginx",
+                "hypercorn-direct",
+                "hypercorn-nginx",
+            )
+            # Servers left out with --servers have neither samples nor errors.
+            if key in results.samples or key in results.errors
+        ],
+    )
+    out += ["### Where the CPU goes (s per GiB stored, medians)", ""]
+    out += _table(
+        ["contender", "app (or client)", "nginx", "rclone serve s3"],
+        [
+            [
+                NAMES[key],
+                _cell(results, key, cpu_per_gib),
+                _cell(results, key, nginx_per_gib),
+                _cell(results, key, store_per_gib),
+            ]
+            for key in ("direct", "seed", "service", "uvicorn-direct")
+        ],
+    )
+    out += targets(settings, results)
+    if results.errors:
+        out += ["### Failures", ""]
+        shown: dict[str, str] = {}
+        for key, messages in results.errors.items():
+            if messages[0] in shown:
+                out.append(f"- {key}: {len(messages)} failed round(s), as {shown[messages[0]]}")
+                continue
+            shown[messages[0]] = key
+            out += [f"- {key}: {len(messages)} failed round(s); first error:", ""]
+            out += ["  ```", *("  " + line for line in messages[0].splitlines()[-15:]), "  ```"]
+        out.append("")
+    return "\n".join(out)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**not met**")
+
+
+def targets(s: RunSettings, results: Results) -> list[str]:
+    service = results.median("service", wall)
+    direct = results.median("direct", wall)
+    rate_service = results.median("service-rate", wall)
+    rate_seed = results.median("seed-rate", wall)
+    rate_lag = results.median("service-rate", lag)
+    cpu = results.median("service", cpu_per_gib)
+    rss = results.median("service", rss_mib)
+    flat = results.median("service-flat", rss_mib)
+    bound = 2.5 * s.part_size / MiB
+    rows = []
+    if service and direct:
+        ratio = service / direct
+        rows.append(
+            [
+                f"{size_text(s.size)} through nginx ≤ 1.1 x direct upload_file",
+                f"{ratio:.2f} x ({service:.2f} s vs {direct:.2f} s)",
+                _verdict(ratio <= 1.1),
+            ]
+        )
+    if rate_service and rate_seed:
+        ratio = rate_service / rate_seed
+        rows.append(
+            [
+                f"`--limit-rate {s.rate}`: ≤ 0.6 x seed design",
+                f"{ratio:.2f} x ({rate_service:.2f} s vs {rate_seed:.2f} s)",
+                _verdict(ratio <= 0.6),
+            ]
+        )
+    if rate_lag is not None:
+        rows.append(
+            [
+                f"`--limit-rate {s.rate}`: completion lag ≤ 1 s",
+                f"{rate_lag:.2f} s",
+                _verdict(rate_lag <= 1),
+            ]
+        )
+    if cpu is not None:
+        rows.append(["app CPU ≤ 1.5 s per GiB", f"{cpu:.2f} s/GiB", _verdict(cpu <= 1.5)])
+    if rss is not None:
+        rows.append(
+            [
+                f"peak RSS growth per upload ≤ 2.5 x part size ({bound:.0f} MiB)",
+                f"{rss:.1f} MiB",
+                _verdict(rss <= bound),
+            ]
+        )
+    if rss is not None and flat is not None and s.flat_size:
+        # "Flat": the bigger file may cost at most 10 % (or 2 MiB) more.
+        ok = flat <= bound and flat <= max(rss * 1.1, rss + 2)
+        rows.append(
+            [
+                f"RSS growth flat {size_text(s.size)} → {size_text(s.flat_size)}",
+                f"{rss:.1f} → {flat:.1f} MiB",
+                _verdict(ok),
+            ]
+        )
+    else:
+        rows.append(
+            [
+                "RSS growth flat 1 GiB → 4 GiB",
+                "not measured in this run (add `--flat-size 4GiB`)",
+                "n/a",
+            ]
+        )
+    return ["### Targets (issue 4)", "", *_table(["target", "measured", "verdict"], rows)]
