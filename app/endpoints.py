@@ -96,7 +96,8 @@ async def _receive(
                 raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
             for event in form.feed(chunk):
                 await files.handle(event, offset)
-        form.finish()
+        for event in form.finish():
+            await files.handle(event, received)
         result = await files.commit()
     except UploadError as exc:
         await files.abort()

@@ -20,7 +20,11 @@ tests/unit/test_formstream.py):
   epilogue): the last part then never ends and the bytes of the boundary leak into it. We feed
   the parser up to the end of the closing boundary first, which avoids it;
 - a header line that never ends is buffered without limit, so we bound the bytes the parser
-  may take without reporting anything.
+  may take without reporting anything;
+- a chunk that lies wholly inside a run of dashes (or a longer prefix of the boundary line)
+  at the start of a part's body makes the parser fail ("internal errors") on a valid body
+  that TCP happened to split there. Such a run is shorter than the closing delimiter, so we
+  never hand the parser less than that: a shorter chunk waits to be joined to the next one.
 """
 
 from __future__ import annotations
@@ -135,6 +139,8 @@ class MultipartStream:
         self._silent_bytes = 0
         self._silent_limit = max_part_header_bytes + _PARSER_SLACK + 2 * len(self._closing)
         self._ended = False
+        self._pending = b""  # a chunk too small to hand to the parser yet (see above)
+        self._min_feed = len(self._closing) + 2
 
     @property
     def ended(self) -> bool:
@@ -145,6 +151,14 @@ class MultipartStream:
         """Parse the next chunk of the body; raise MalformedMultipart on bad input."""
         if self._ended or not chunk:
             return []
+        if self._pending:
+            chunk, self._pending = self._pending + chunk, b""
+        if len(chunk) < self._min_feed:
+            self._pending = chunk
+            return []
+        return self._feed_chunk(chunk)
+
+    def _feed_chunk(self, chunk: bytes) -> list[Event]:
         events: list[Event] = []
         cut = self._closing_end(chunk)
         if cut is None:
@@ -157,11 +171,15 @@ class MultipartStream:
                 self._feed(chunk[cut:], events)
         return events
 
-    def finish(self) -> None:
-        """The body is over: raise MalformedMultipart unless the closing boundary was read."""
+    def finish(self) -> list[Event]:
+        """The body is over: its last events; MalformedMultipart unless it closed properly."""
+        events: list[Event] = []
+        if self._pending and not self._ended:
+            events = self._feed_chunk(self._pending)
+            self._pending = b""
         if self._ended or _parser_state(self._parser) == _STATE_END:
             self._ended = True
-            return
+            return events
         raise MalformedMultipart("the body ended before the closing multipart boundary")
 
     def _closing_end(self, chunk: bytes) -> int | None:

@@ -129,7 +129,7 @@ def test_upload_file_chunks_generator(chunk: int) -> None:
     events = []
     for start in range(0, len(body), chunk):
         events.extend(form.feed(body[start : start + chunk]))
-    form.finish()
+    events += form.finish()
 
     assert isinstance(events[0], PartStart) and events[0].filename == "a.bin"
     assert isinstance(events[-1], PartEnd)
