@@ -117,6 +117,12 @@ class StorageFailed(UploadError):
     code = "storage_error"
 
 
+class IntegrityFailed(StorageFailed):
+    """Storage answered with an ETag or checksum that does not match the bytes sent."""
+
+    code = "integrity_error"
+
+
 def error_response(
     status_code: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:

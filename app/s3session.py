@@ -46,6 +46,7 @@ async def open_storage(settings: Settings) -> AsyncIterator[S3Client]:
             multipart_threshold=settings.multipart_threshold,
             parts_in_flight=settings.parts_in_flight,
             budget=MemoryBudget(settings.memory_budget, on_change=metrics.BUFFERED_BYTES.set),
+            provider=settings.provider,
         )
         metrics.BUDGET_BYTES.set(settings.memory_budget)
         try:

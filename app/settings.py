@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal
 
+from app.providers import PROFILES, ProviderProfile
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
@@ -70,6 +72,12 @@ class Settings:
     s3_bucket: str
     #: S3 API endpoint, e.g. `http://127.0.0.1:9000` for MinIO; None means AWS.
     s3_endpoint_url: str | None = None
+    #: Which store this is (app/providers.py): picks the per-part integrity check (Content-MD5
+    #: or CRC32), what is verified in the answers, and part rules. Empty: "aws" when no
+    #: endpoint is set, else "generic".
+    s3_provider: str = ""
+    #: Parts per multipart upload; 0 takes the provider's limit (10,000 on all we know).
+    s3_max_parts: int = 0
     s3_region: str = "us-east-1"
     #: Every key the service writes starts with this prefix.
     s3_key_prefix: str = "uploads/"
@@ -117,6 +125,12 @@ class Settings:
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
             ("S3_BUCKET", bool(self.s3_bucket), "is required"),
+            (
+                "S3_PROVIDER",
+                not self.s3_provider or self.s3_provider in PROFILES,
+                "must be one of " + ", ".join(PROFILES),
+            ),
+            ("S3_MAX_PARTS", 0 <= self.s3_max_parts <= 10_000, "must be 0 (provider's) to 10000"),
             (
                 "UPLOAD_PART_SIZE",
                 MIN_PART_SIZE <= self.part_size <= MAX_PART_SIZE,
@@ -180,6 +194,15 @@ class Settings:
             if not ok:
                 raise SettingsError(f"{name} {rule}")
 
+    @property
+    def provider(self) -> ProviderProfile:
+        """The S3_PROVIDER profile, with S3_MAX_PARTS applied."""
+        name = self.s3_provider or ("generic" if self.s3_endpoint_url else "aws")
+        profile = PROFILES[name]
+        if self.s3_max_parts:
+            profile = dataclasses.replace(profile, max_parts=self.s3_max_parts)
+        return profile
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `environ` (default `os.environ`)."""
@@ -219,6 +242,8 @@ class Settings:
         return cls(
             s3_bucket=env.get("S3_BUCKET", "").strip(),
             s3_endpoint_url=endpoint,
+            s3_provider=env.get("S3_PROVIDER", "").strip().lower(),
+            s3_max_parts=integer("S3_MAX_PARTS", 0),
             s3_region=text("S3_REGION", "us-east-1"),
             s3_key_prefix=env.get("S3_KEY_PREFIX", "uploads/"),
             s3_checksum_mode=text("S3_CHECKSUM_MODE", "when_required"),  # type: ignore[arg-type]

@@ -9,18 +9,21 @@ final key until `commit()`; `abort()` removes whatever was started, even during 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import hashlib
 import io
 import logging
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from app import metrics
 from app.budget import MemoryBudget
-from app.errors import StorageFailed
+from app.errors import IntegrityFailed, StorageFailed
 from app.partsize import plan_part_size
+from app.providers import PROFILES, ProviderProfile
 from app.settings import MIN_PART_SIZE
 
 logger = logging.getLogger("app.storage")
@@ -73,6 +76,12 @@ class PartBuffer:
             self._budget.release(self.reserved - self.size)
         self.reserved = min(self.reserved, self.size)
 
+    async def md5(self) -> bytes:
+        """MD5 of the bytes, computed in a thread: hashlib releases the GIL for large
+        buffers, so the event loop keeps receiving the next part on the other core."""
+        buffer = self._bytes  # viewed only inside the thread: nothing to release if cancelled
+        return await asyncio.to_thread(lambda: hashlib.md5(buffer.getbuffer()).digest())
+
     def release(self) -> None:
         """Drop the bytes and give their memory back to the budget (idempotent)."""
         self._bytes = io.BytesIO()
@@ -105,6 +114,7 @@ class S3Client:
         multipart_threshold: int,
         parts_in_flight: int = 1,
         budget: MemoryBudget | None = None,
+        provider: ProviderProfile = PROFILES["generic"],
     ) -> None:
         self.client = client
         self.bucket = bucket
@@ -113,6 +123,7 @@ class S3Client:
         self.parts_in_flight = parts_in_flight
         # None: buffers are not counted (unit tests, scripts); the service always has one.
         self.budget = budget
+        self.provider = provider
         self._cleanups: set[asyncio.Task[None]] = set()
 
     def open_upload(
@@ -131,17 +142,22 @@ class S3Client:
         while it fits in its first part, and becomes a multipart upload once a second part
         begins. `on_budget_wait` runs before the upload waits for memory (see app.budget).
         """
+        part_size = plan_part_size(self.part_size, size_hint, self.provider.max_parts)
         if force_multipart:
             single_put_limit = 0
-        elif size_hint is not None and size_hint < self.multipart_threshold:
+        elif (
+            size_hint is not None
+            and size_hint < self.multipart_threshold
+            and not self.provider.equal_parts
+        ):
             single_put_limit = self.multipart_threshold
         else:
-            single_put_limit = self.part_size
+            single_put_limit = part_size
         return ObjectUpload(
             self,
             key,
             content_type,
-            part_size=plan_part_size(self.part_size, size_hint),
+            part_size=part_size,
             single_put_limit=single_put_limit,
             parts_in_flight=self.parts_in_flight,
             size_hint=size_hint,
@@ -264,6 +280,11 @@ class ObjectUpload:
         self._failure: BaseException | None = None
         self._closed = False
         self._stored: StoredObject | None = None
+        self._completed = False  # the object exists under its key (committed or not checked)
+        self._checksum = storage.provider.part_checksum
+        self._part_md5s: dict[int, bytes] = {}
+        self._part_crc32s: dict[int, str] = {}
+        self._warned_unverified = False
         self._abort_task: asyncio.Task[None] | None = None
 
     @property
@@ -367,6 +388,7 @@ class ObjectUpload:
                 self.storage.client.create_multipart_upload,
                 Key=self.key,
                 ContentType=self.content_type,
+                **self._algorithm(),
             )
             self._upload_id = response["UploadId"]
         while self._held:
@@ -395,6 +417,7 @@ class ObjectUpload:
     async def _upload_part(self, number: int, body: PartBuffer) -> None:
         metrics.PARTS_IN_FLIGHT.inc()
         try:
+            checks, md5 = await self._part_checks(body)
             with metrics.PART_SECONDS.labels("UploadPart").time():
                 response = await self.storage.call(
                     "UploadPart",
@@ -403,8 +426,14 @@ class ObjectUpload:
                     UploadId=self._upload_id,
                     PartNumber=number,
                     Body=body.body(),
+                    **checks,
                 )
+            self._check_part_answer(f"part {number}", response, md5)
             self._etags[number] = response["ETag"]
+            if md5 is not None:
+                self._part_md5s[number] = md5
+            if "ChecksumCRC32" in response:
+                self._part_crc32s[number] = response["ChecksumCRC32"]
         finally:
             metrics.PARTS_IN_FLIGHT.dec()
             body.release()
@@ -442,24 +471,35 @@ class ObjectUpload:
         """Make the object visible under its key (CompleteMultipartUpload or PutObject)."""
         await self.close()
         if self._upload_id is not None:
-            parts = [{"ETag": self._etags[n], "PartNumber": n} for n in sorted(self._etags)]
-            await self.storage.call(
+            parts: list[dict[str, Any]] = []
+            for n in sorted(self._etags):
+                part = {"ETag": self._etags[n], "PartNumber": n}
+                if n in self._part_crc32s:
+                    part["ChecksumCRC32"] = self._part_crc32s[n]
+                parts.append(part)
+            response = await self.storage.call(
                 "CompleteMultipartUpload",
                 self.storage.client.complete_multipart_upload,
                 Key=self.key,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": parts},
             )
+            self._completed = True  # from here on, undoing means deleting the object
+            self._check_complete_answer(response, len(parts))
             part_count = len(parts)
         else:
+            checks, md5 = await self._part_checks(self._current)
             with metrics.PART_SECONDS.labels("PutObject").time():
-                await self.storage.call(
+                response = await self.storage.call(
                     "PutObject",
                     self.storage.client.put_object,
                     Key=self.key,
                     Body=self._current.body(),
                     ContentType=self.content_type,
+                    **checks,
                 )
+            self._completed = True
+            self._check_part_answer("the object", response, md5)
             part_count = 1
         self._drop_buffers()
         self._stored = StoredObject(
@@ -504,6 +544,59 @@ class ObjectUpload:
             self._abort_task = self.storage.run_cleanup(self._cleanup())
         return self._abort_task
 
+    # --- integrity: what is sent with each part, and what the answers must say (providers.py)
+
+    def _algorithm(self) -> dict[str, str]:
+        return {"ChecksumAlgorithm": "CRC32"} if self._checksum == "crc32" else {}
+
+    async def _part_checks(self, body: PartBuffer) -> tuple[dict[str, str], bytes | None]:
+        """The checksum arguments for a part's (or PutObject's) request, and its MD5 if any.
+
+        CRC32 is left to botocore, which computes it while sending (over HTTPS as a trailer,
+        which also spares the SHA-256 payload signature); the store checks it and echoes it.
+        """
+        if self._checksum == "md5":
+            md5 = await body.md5()
+            return {"ContentMD5": base64.b64encode(md5).decode()}, md5
+        return self._algorithm(), None
+
+    def _check_part_answer(self, what: str, response: dict[str, Any], md5: bytes | None) -> None:
+        if md5 is not None and self.storage.provider.etags_are_md5:
+            etag = str(response.get("ETag", "")).strip('"')
+            if etag.lower() != md5.hex():
+                raise IntegrityFailed(
+                    f"storage answered ETag {etag[:80]!r} for {what} of {self.key}, "
+                    f"not the MD5 of the bytes sent ({md5.hex()})"
+                )
+        unconfirmed = self._checksum == "crc32" and "ChecksumCRC32" not in response
+        if unconfirmed and not self._warned_unverified:
+            # The store ignored the checksum: nothing verified this part. Say so once.
+            self._warned_unverified = True
+            logger.warning(
+                "storage did not confirm the CRC32 of %s: is S3_PROVIDER right?", self.key
+            )
+
+    def _check_complete_answer(self, response: dict[str, Any], count: int) -> None:
+        """The whole object's ETag or composite checksum against the parts' ones."""
+        if self._checksum == "md5" and self.storage.provider.etags_are_md5:
+            digests = b"".join(self._part_md5s[n] for n in sorted(self._part_md5s))
+            expected = f"{hashlib.md5(digests).hexdigest()}-{count}"
+            etag = str(response.get("ETag", "")).strip('"')
+            if etag.lower() != expected:
+                raise IntegrityFailed(
+                    f"storage answered ETag {etag[:80]!r} for {self.key}, expected {expected} "
+                    "from the parts sent"
+                )
+        composite = response.get("ChecksumCRC32")
+        if self._checksum == "crc32" and composite and len(self._part_crc32s) == count:
+            crcs = b"".join(base64.b64decode(self._part_crc32s[n]) for n in sorted(self._etags))
+            whole = base64.b64encode(zlib.crc32(crcs).to_bytes(4, "big")).decode()
+            if str(composite).split("-", 1)[0] != whole:
+                raise IntegrityFailed(
+                    f"storage answered CRC32 {composite!r} for {self.key}, expected {whole} "
+                    "from the parts it confirmed"
+                )
+
     def _drop_buffers(self) -> None:
         for buffer in [*self._held, self._current]:
             buffer.release()
@@ -515,7 +608,7 @@ class ObjectUpload:
         if self._tasks:
             await asyncio.wait(set(self._tasks))
         try:
-            if self._stored is not None:
+            if self._completed:
                 await self.storage.delete(self.key)
                 logger.info("deleted %s after the request failed", self.key)
             elif self._upload_id is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 from collections.abc import Callable
 
 import aiohttp
@@ -47,7 +48,10 @@ class Fault:
     operation: str
     first: int = 1
     last: int | None = 1
-    kind: str = "slowdown"  # "slowdown" (503), "internal" (500) or "drop" (close mid-body)
+    #: "slowdown" (503), "internal" (500), "drop" (close mid-body), or "wrong_etag" (forward
+    #: the call, then answer with an ETag that is not the store's: a store that kept other
+    #: bytes than it was sent).
+    kind: str = "slowdown"
 
 
 class FaultyS3:
@@ -90,7 +94,7 @@ class FaultyS3:
         self.counts[name] = self.counts.get(name, 0) + 1
         fault = self._fault_for(name, self.counts[name])
         body = await request.read()
-        if fault is not None:
+        if fault is not None and fault.kind != "wrong_etag":
             self.broken.append((name, self.counts[name], fault.kind))
             if fault.kind == "drop":
                 assert request.transport is not None
@@ -113,7 +117,22 @@ class FaultyS3:
                 for k, v in upstream.headers.items()
                 if k.lower() not in ("content-length", "transfer-encoding", "connection")
             }
+            if fault is not None:  # wrong_etag
+                self.broken.append((name, self.counts[name], fault.kind))
+                out = {k: (_corrupt(v) if k.lower() == "etag" else v) for k, v in out.items()}
+                payload = re.sub(
+                    rb"<ETag>(.*?)</ETag>",
+                    lambda m: b"<ETag>" + _corrupt(m.group(1).decode()).encode() + b"</ETag>",
+                    payload,
+                )
             return web.Response(status=upstream.status, body=payload, headers=out)
+
+
+def _corrupt(etag: str) -> str:
+    """The same ETag (quoted or XML-escaped) with the first digit of its MD5 changed."""
+    return re.sub(
+        "[0-9a-f]{32}", lambda m: ("1" if m[0][0] == "0" else "0") + m[0][1:], etag, count=1
+    )
 
 
 FaultSetter = Callable[..., None]

@@ -96,3 +96,29 @@ async def test_persistent_failure_is_502_and_aborted(
         response = await post(http, DATA)  # alive: the next upload goes through
     assert response.status_code == 201
     bucket.assert_intact(response.json()["files"][0], DATA)
+
+
+@pytest.mark.parametrize(
+    ("operation", "size"),
+    [("UploadPart", len(DATA)), ("CompleteMultipartUpload", len(DATA)), ("PutObject", 1000)],
+)
+async def test_an_etag_not_matching_the_bytes_sent_is_502_and_nothing_is_kept(
+    settings_for: Callable[..., Settings],
+    bucket: Bucket,
+    proxy: FaultyS3,
+    operation: str,
+    size: int,
+) -> None:
+    """S3_PROVIDER=generic: each part goes with Content-MD5 and the answered ETags are checked
+    (the part's MD5; the MD5 of the parts' MD5s for the whole object)."""
+    proxy.faults = [Fault(operation, first=1, last=None, kind="wrong_etag")]
+    async with app_client(settings_for(s3_provider="generic")) as http:
+        response = await post(http, DATA[:size])
+        assert response.status_code == 502, response.text
+        assert response.json()["error"]["code"] == "integrity_error"
+        assert proxy.broken and proxy.broken[0][0] == operation
+        bucket.assert_clean()  # aborted, or the completed object deleted
+        proxy.faults = []
+        response = await post(http, DATA)
+    assert response.status_code == 201
+    bucket.assert_intact(response.json()["files"][0], DATA)

@@ -11,7 +11,7 @@ from app.errors import StorageFailed
 from app.formstream import MultipartStream, PartEnd, PartStart
 from app.storage import S3Client
 from tests.support import FilePart, content_type, multipart_body
-from tests.unit.fakes import FakeS3
+from tests.unit.fakes import FakeS3, md5_etag
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +54,7 @@ async def test_upload_stream_small_file() -> None:
     assert fake.calls[0][1] == {"Bucket": "bucket", "Key": "k", "ContentType": "text/plain"}
     assert fake.calls[1][1]["PartNumber"] == 1 and fake.calls[1][1]["UploadId"] == "upload-1"
     parts = fake.calls[2][1]["MultipartUpload"]["Parts"]
-    assert parts == [{"ETag": '"etag-1"', "PartNumber": 1}]
+    assert parts == [{"ETag": md5_etag(fake.bodies[1]), "PartNumber": 1}]
     assert fake.objects["k"] == data
 
 
@@ -176,7 +176,7 @@ async def test_parts_finishing_out_of_order_complete_in_order() -> None:
     await make_storage(fake, parts_in_flight=4).upload_stream(stream_of(data, MiB), "k", "a/b")
     parts = fake.calls[-1][1]["MultipartUpload"]["Parts"]
     assert [p["PartNumber"] for p in parts] == [1, 2, 3, 4]
-    assert [p["ETag"] for p in parts] == ['"etag-1"', '"etag-2"', '"etag-3"', '"etag-4"']
+    assert [p["ETag"] for p in parts] == [md5_etag(fake.bodies[n]) for n in (1, 2, 3, 4)]
     assert fake.objects["k"] == data
 
 

@@ -1,0 +1,53 @@
+"""Provider profiles (S3_PROVIDER): what each S3-compatible store accepts and guarantees.
+
+Each profile picks the integrity check sent with every part (the store verifies it and
+refuses a part that arrived damaged) and what the service can verify in the store's answers:
+- "md5": Content-MD5 on each part and PutObject. Every store we target verifies it. Where
+  ETags are the MD5 of the bytes (and a multipart ETag is the MD5 of the parts' MD5s plus
+  "-N"), the service also checks them, which catches a store that stored other bytes.
+- "crc32": x-amz-checksum-crc32 (flexible checksums). Its values come back in the answers
+  and are checked against ours, also for the whole object (a composite of the parts'), which
+  stays true under SSE-KMS where ETags are not MD5s. Over HTTPS a checksum header also lets
+  botocore skip SHA-256-signing each part's payload.
+B2 rejects x-amz-checksum-* headers; R2 requires every part but the last to be the same size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+Provider = Literal["aws", "b2", "minio", "r2", "generic"]
+PartChecksum = Literal["md5", "crc32"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProviderProfile:
+    name: Provider
+    #: The integrity check sent with each part and single PutObject.
+    part_checksum: PartChecksum
+    #: The store's ETags are MD5 digests (part: of its bytes; multipart: of the parts' MD5s).
+    etags_are_md5: bool
+    #: Every part but the last must be the same size: a file held for one PutObject is never
+    #: allowed to grow past one part, so a multipart upload never starts with a larger part.
+    equal_parts: bool
+    #: Parts per multipart upload the store accepts.
+    max_parts: int = 10_000
+
+
+PROFILES: dict[str, ProviderProfile] = {
+    # AWS: ETags are not MD5s under SSE-KMS/SSE-C, so the CRC32 checksums are what we verify.
+    "aws": ProviderProfile("aws", part_checksum="crc32", etags_are_md5=False, equal_parts=False),
+    # MinIO verifies flexible checksums and returns MD5 ETags; CRC32 is the cheaper to compute.
+    "minio": ProviderProfile(
+        "minio", part_checksum="crc32", etags_are_md5=False, equal_parts=False
+    ),
+    # B2 refuses x-amz-checksum-* headers; it verifies Content-MD5.
+    "b2": ProviderProfile("b2", part_checksum="md5", etags_are_md5=False, equal_parts=False),
+    # R2 verifies Content-MD5; its multipart ETags are not MD5 of MD5s.
+    "r2": ProviderProfile("r2", part_checksum="md5", etags_are_md5=False, equal_parts=True),
+    # Anything else (rclone serve s3, Ceph RGW, SeaweedFS, ...): the most widely supported.
+    "generic": ProviderProfile(
+        "generic", part_checksum="md5", etags_are_md5=True, equal_parts=False
+    ),
+}
