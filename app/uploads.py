@@ -204,12 +204,25 @@ class FormUpload:
         )
 
     def _check_client_digests(self) -> None:
-        """A field `<file field>.sha256` is the client's digest of that file: check it."""
+        """A field `<file field>.sha256` is the client's digest of that file: check it.
+
+        Several files under one field name take that field's digests in order, one each.
+        """
+        seen: dict[str, int] = {}
         for entry in self.files:
             claimed = self.fields.get(f"{entry.field}.sha256")
             if claimed is None:
                 continue
-            value = (claimed[-1] if isinstance(claimed, list) else claimed).strip().lower()
+            digests = claimed if isinstance(claimed, list) else [claimed]
+            files = sum(1 for f in self.files if f.field == entry.field)
+            if len(digests) != files:
+                raise InvalidDigest(
+                    f"{len(digests)} {entry.field}.sha256 fields for {files} files named "
+                    f"{entry.field!r}: send one digest per file"
+                )
+            index = seen.get(entry.field, 0)
+            seen[entry.field] = index + 1
+            value = digests[index].strip().lower()
             if not _SHA256_HEX.fullmatch(value):
                 raise InvalidDigest(f"field {entry.field}.sha256 is not a hex SHA-256 digest")
             if value != entry.upload.sha256:

@@ -100,7 +100,11 @@ def test_fuzzed_bodies_never_break_the_service(
         data = bucket.read(stored["key"])
         assert hashlib.sha256(data).hexdigest() == stored["sha256"]
         assert len(data) == stored["size"]
-    if body == original:
+    # A name with a quote, backslash or line break is written raw here (not escaped as a
+    # browser would), so the parser may read another name, or none: the file then counts as
+    # "no file chosen". Only bodies whose names are unambiguous have a known file list.
+    unambiguous = all(not set('"\\\r\n') & set(p.filename) for p in sent_files)
+    if body == original and unambiguous:
         assert [f["size"] for f in files] == [len(p.data) for p in sent_files]
         assert [f["sha256"] for f in files] == [
             hashlib.sha256(p.data).hexdigest() for p in sent_files
