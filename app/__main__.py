@@ -15,14 +15,13 @@ import signal
 import sys
 from pathlib import Path
 
-import uvicorn
-
 from app import client, loadtest
-from app.errors import StorageFailed
 from app.localstore import local_s3
 from app.logs import configure_logging
 from app.settings import Settings, SettingsError
-from app.sweeper import parse_duration, sweep
+
+# uvicorn, Starlette and aioboto3 (app.sweeper, app.errors) are imported by the commands that
+# use them: they take most of a second to import, which `upload` and `loadtest` need not pay.
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -44,6 +43,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def run_uvicorn(args: argparse.Namespace) -> int:
+    import uvicorn
+
     try:
         Settings.from_env()  # fail here, with the variable's name, not inside a worker
     except SettingsError as exc:
@@ -64,6 +65,9 @@ def run_uvicorn(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    from app.errors import StorageFailed
+    from app.sweeper import parse_duration, sweep
+
     try:
         settings = Settings.from_env()
         older_than = parse_duration(args.older_than)

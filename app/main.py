@@ -1,4 +1,12 @@
-"""The ASGI application: `uvicorn app.main:app` builds it from the environment."""
+"""The ASGI application, built from the environment by `from_env()`.
+
+    uvicorn app.main:app                                  # or: uvicorn --factory app.main:from_env
+    hypercorn 'app.main:from_env()'
+    granian --interface asgi --factory app.main:from_env
+
+`app` is built on first access; hypercorn resolves it with `eval` on the module's namespace,
+which never reaches a module `__getattr__`, so it needs the factory call.
+"""
 
 from __future__ import annotations
 
@@ -61,12 +69,21 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
+def from_env() -> Starlette:
+    """The service as the environment configures it (app/settings.py), logging set up.
+
+    The ASGI factory for servers: an invalid variable raises `SettingsError` naming it, so
+    the server fails at start rather than on the first request.
+    """
+    configure_logging()
+    return create_app(Settings.from_env())
+
+
 def __getattr__(name: str) -> Starlette:
     # `app` is built on first access, so importing this module (tests, tools) needs no
     # environment, while `uvicorn app.main:app` fails at start with the bad variable's name.
     if name == "app":
-        configure_logging()
-        application = create_app(Settings.from_env())
+        application = from_env()
         globals()["app"] = application
         return application
     raise AttributeError(name)

@@ -101,14 +101,22 @@ class Run:
         self._server("seed", "uvicorn", "bench.seed_app:app", direct=None, behind="seed")
         for server in servers:
             if server != "uvicorn":
-                self._server(server, server, "app.main:app", f"{server}-direct")
+                # The documented factory: hypercorn cannot see the lazily built app.main:app.
+                self._server(server, server, "app.main:from_env", f"{server}-direct", factory=True)
 
     def _start(self, proc: Process) -> Process:
         self.started.append(proc)
         return proc.start()
 
     def _server(
-        self, label: str, server: str, app: str, direct: str | None, behind: str | None = None
+        self,
+        label: str,
+        server: str,
+        app: str,
+        direct: str | None,
+        behind: str | None = None,
+        *,
+        factory: bool = False,
     ) -> None:
         """One app process over its own bucket, reachable directly and through nginx.
 
@@ -119,7 +127,9 @@ class Run:
         bucket = Bucket(self.endpoint, label)
         env = {"S3_ENDPOINT_URL": self.endpoint, "S3_BUCKET": bucket.name}
         try:
-            proc = self._start(processes.asgi_server(label, server, app, env, self.logs))
+            proc = self._start(
+                processes.asgi_server(label, server, app, env, self.logs, factory=factory)
+            )
             front = self._start(
                 processes.nginx(
                     NGINX, self.work / f"nginx-{label}", f"127.0.0.1:{proc.port}", f"nginx-{label}"

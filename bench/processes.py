@@ -139,8 +139,21 @@ def rclone(root: Path, log_dir: Path) -> Process:
     return Process("rclone serve s3", command, port, log_dir / "rclone.log")
 
 
-def asgi_server(name: str, server: str, target: str, env: dict[str, str], log_dir: Path) -> Process:
-    """`target` (module:attribute) under uvicorn, granian or hypercorn, one worker."""
+def asgi_server(
+    name: str,
+    server: str,
+    target: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    factory: bool = False,
+) -> Process:
+    """`target` (module:attribute) under uvicorn, granian or hypercorn, one worker.
+
+    With `factory`, `target` names a function that returns the app (`app.main:from_env`).
+    hypercorn needs that for this service: it resolves a target with `eval` on the module's
+    namespace, which never reaches the module `__getattr__` that builds `app.main:app`.
+    """
     port = free_port()
     bindir = Path(sys.executable).parent
     commands = {
@@ -163,6 +176,7 @@ def asgi_server(name: str, server: str, target: str, env: dict[str, str], log_di
             "--forwarded-allow-ips",
             "127.0.0.1",
             "--no-access-log",
+            *(["--factory"] if factory else []),
         ],
         "granian": [
             str(bindir / "granian"),
@@ -172,9 +186,16 @@ def asgi_server(name: str, server: str, target: str, env: dict[str, str], log_di
             "127.0.0.1",
             "--port",
             str(port),
+            *(["--factory"] if factory else []),
             target,
         ],
-        "hypercorn": [str(bindir / "hypercorn"), "--bind", f"127.0.0.1:{port}", target],
+        # hypercorn has no --factory flag: it evaluates `module:expression`, so call it.
+        "hypercorn": [
+            str(bindir / "hypercorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            f"{target}()" if factory else target,
+        ],
     }
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "UPLOAD_"))}
     return Process(

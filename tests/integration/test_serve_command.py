@@ -61,3 +61,23 @@ def test_invalid_setting_stops_start_up_naming_the_variable() -> None:
         )
         assert result.returncode != 0
         assert "UPLOAD_PART_SIZE" in result.stderr
+
+
+def test_client_commands_do_not_import_the_server_stack() -> None:
+    # `python -m app upload` and `loadtest` start in a fraction of a second only while the
+    # server's heavy imports (uvicorn, Starlette, aioboto3) stay inside `serve` and `sweep`.
+    heavy = ("uvicorn", "starlette", "aioboto3", "botocore")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, app.__main__; print([m for m in {heavy!r} if m in sys.modules])",
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
