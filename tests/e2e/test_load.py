@@ -1,0 +1,184 @@
+"""Load (../shared/TESTING.md): fast and slow clients together, more uploads than the memory
+budget holds at once, and /healthz answering meanwhile. A real uvicorn process over
+`rclone serve s3`; every object checked by SHA-256.
+
+/healthz is timed against a generous liveness bound (1 s on a loopback where it takes about a
+millisecond idle): it catches an event loop blocked by a parser or a synchronous call, not a
+slow machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.e2e.processes import AppProcess, generated, post_generated
+from tests.support import (
+    BOUNDARY,
+    Bucket,
+    FilePart,
+    MiB,
+    content_type,
+    get_metric,
+    part_head,
+    parts_stored,
+    proc_status,
+    reset_peak_rss,
+    stored_sha256,
+    wait_until,
+)
+
+PART = 5 * MiB
+#: Liveness bound for one GET /healthz while uploads run.
+HEALTHZ_BOUND = 1.0
+PROBES = 20
+
+
+def healthz_seconds(port: int) -> float:
+    """One GET /healthz on a new connection: its latency; fails unless 200 ok."""
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        assert (response.status, json.loads(response.read())) == (200, {"status": "ok"})
+    finally:
+        conn.close()
+    return time.monotonic() - started
+
+
+def probe_while(port: int, uploads: list[Future[Any]]) -> list[tuple[float, bool]]:
+    """PROBES /healthz calls 0.1 s apart: (latency, were uploads still running)."""
+    probes = []
+    for _ in range(PROBES):
+        running = not all(f.done() for f in uploads)
+        probes.append((healthz_seconds(port), running))
+        time.sleep(0.1)
+    return probes
+
+
+def post_slowly(
+    port: int, size: int, *, variant: int, filename: str, rate: int, timeout: float = 120
+) -> tuple[int, dict[str, Any], str]:
+    """Like post_generated, sending about `rate` bytes a second (256 KiB, then a pause)."""
+    head = part_head(FilePart("file", filename, b""))
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    block = 256 * 1024
+    pause = block / rate
+    digest = hashlib.sha256()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest("POST", "/uploads")
+        conn.putheader("Content-Type", content_type())
+        conn.putheader("Content-Length", str(len(head) + size + len(tail)))
+        conn.endheaders()
+        conn.send(head)
+        for data in generated(size, variant):
+            digest.update(data)
+            for start in range(0, len(data), block):
+                conn.send(data[start : start + block])
+                time.sleep(pause)
+        conn.send(tail)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read()), digest.hexdigest()
+    finally:
+        conn.close()
+
+
+def assert_all_intact(bucket: Bucket, results: list[tuple[int, dict[str, Any], str]]) -> None:
+    for status, answer, sha in results:
+        assert status == 201, answer
+        stored = answer["files"][0]
+        assert stored["sha256"] == sha
+        assert stored_sha256(bucket, stored["key"]) == sha
+    assert len({sha for _, _, sha in results}) == len(results)  # the bodies really differ
+    assert bucket.incomplete_uploads() == []
+
+
+@pytest.mark.slow
+def test_healthz_stays_fast_under_eight_concurrent_uploads(
+    bucket: Bucket, start_app: Callable[..., AppProcess]
+) -> None:
+    count, size = 8, 64 * MiB
+    app = start_app(bucket, part_size=PART)
+    idle = healthz_seconds(app.port)
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        uploads = [
+            pool.submit(post_generated, app.port, size, variant=i + 1, filename=f"h{i}.bin")
+            for i in range(count)
+        ]
+        assert wait_until(lambda: parts_stored(bucket) > 0, timeout=30), app.log()[-3000:]
+        probes = probe_while(app.port, uploads)
+        results = [f.result(timeout=180) for f in uploads]
+
+    latencies = [seconds for seconds, _ in probes]
+    print(
+        f"\n/healthz under {count} x {size // MiB} MiB uploads: idle {idle * 1000:.1f} ms, "
+        f"max {max(latencies) * 1000:.1f} ms, "
+        f"median {sorted(latencies)[len(latencies) // 2] * 1000:.1f} ms; "
+        f"{sum(r for _, r in probes)} of {PROBES} probes while uploads ran"
+    )
+    assert max(latencies) < HEALTHZ_BOUND, latencies
+    assert sum(running for _, running in probes) >= PROBES // 2, "the uploads ended too soon"
+    assert_all_intact(bucket, results)
+    assert len(bucket.keys()) == count
+
+
+@pytest.mark.slow
+def test_fast_and_slow_clients_beyond_the_memory_budget(
+    bucket: Bucket, start_app: Callable[..., AppProcess]
+) -> None:
+    """UPLOAD_MEMORY_BUDGET 30 MiB holds six 5 MiB parts; 8 fast and 4 slow (about 4 MB/s)
+    clients upload at once. The slow ones hold their memory for seconds; the rest wait for
+    what is left. None fails, none deadlocks, everything is intact, memory stays bounded."""
+    budget, fast, slow = 30 * MiB, 8, 4
+    app = start_app(
+        bucket,
+        part_size=PART,
+        env={"UPLOAD_MEMORY_BUDGET": str(budget), "UPLOAD_MULTIPART_THRESHOLD": str(PART)},
+    )
+    status, _, _ = post_generated(app.port, MiB, filename="warm.bin")  # warm up, then measure
+    assert status == 201
+    before = proc_status(app.pid)["VmRSS"]
+    reset_peak_rss(app.pid)
+
+    with ThreadPoolExecutor(max_workers=fast + slow) as pool:
+        uploads = [
+            pool.submit(
+                post_slowly,
+                app.port,
+                16 * MiB,
+                variant=100 + i,
+                filename=f"s{i}.bin",
+                rate=4_000_000,
+            )
+            for i in range(slow)
+        ]
+        uploads += [
+            pool.submit(post_generated, app.port, 32 * MiB, variant=i + 1, filename=f"f{i}.bin")
+            for i in range(fast)
+        ]
+        probes = probe_while(app.port, uploads)
+        results = [f.result(timeout=180) for f in uploads]
+
+    growth = proc_status(app.pid)["VmHWM"] - before
+    waits = get_metric(app.port, "upload_memory_waits_total")
+    print(
+        f"\n{fast} fast x 32 MiB + {slow} slow x 16 MiB, budget {budget // MiB} MiB: "
+        f"peak RSS growth {growth / MiB:.1f} MiB, memory waits {waits:.0f}, "
+        f"/healthz max {max(s for s, _ in probes) * 1000:.1f} ms"
+    )
+    assert_all_intact(bucket, results)
+    assert len(bucket.keys()) == fast + slow + 1
+    assert waits > 0  # the budget really was the limit
+    assert get_metric(app.port, "upload_buffered_bytes") == 0  # and all of it given back
+    # tests/e2e/test_memory_budget.py's constant: clients' pools, buffers, allocator slack.
+    assert growth <= budget + 24 * MiB, f"peak RSS grew {growth / MiB:.1f} MiB"
+    assert max(seconds for seconds, _ in probes) < HEALTHZ_BOUND, probes
