@@ -16,9 +16,13 @@ from app.storage import S3Client
 
 def client_config(settings: Settings) -> AioConfig:
     """botocore configuration: retries with backoff, a pool sized for concurrent parts."""
+    s3: dict[str, object] = {"addressing_style": settings.s3_addressing_style}
+    if settings.s3_payload_signing != "auto":
+        # botocore's S3 signer honours this over http:// too (its default signs there).
+        s3["payload_signing_enabled"] = settings.s3_payload_signing == "on"
     return AioConfig(
         signature_version="s3v4",
-        s3={"addressing_style": settings.s3_addressing_style},
+        s3=s3,
         retries={"mode": "standard", "max_attempts": settings.s3_max_attempts},
         max_pool_connections=settings.s3_max_pool_connections,
         connect_timeout=10,

@@ -46,6 +46,7 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 ChecksumMode = Literal["when_required", "when_supported"]
 AddressingStyle = Literal["auto", "path", "virtual"]
+PayloadSigning = Literal["auto", "on", "off"]
 
 
 class SettingsError(ValueError):
@@ -84,6 +85,11 @@ class Settings:
     #: When botocore adds flexible checksums (`x-amz-checksum-*`). botocore >= 1.36 defaults to
     #: "when_supported", which Backblaze B2 and older MinIO reject; "when_required" works on all.
     s3_checksum_mode: ChecksumMode = "when_required"
+    #: Whether botocore SHA-256-hashes each part to sign it. "auto" is botocore's rule: signed
+    #: over http://, not over https:// (the part's Content-MD5 or CRC32 protects it there).
+    #: "off" drops it over http:// too (a loopback or private-network store: it costs a
+    #: SHA-256 pass over every byte); "on" signs always.
+    s3_payload_signing: PayloadSigning = "auto"
     #: "path" suits MinIO and most self-hosted stores; "auto" lets botocore choose (AWS).
     s3_addressing_style: AddressingStyle = "auto"
     #: Attempts per S3 call (botocore "standard" retry mode: backoff, retries 500/503/SlowDown).
@@ -185,6 +191,11 @@ class Settings:
                 "must be when_required or when_supported",
             ),
             (
+                "S3_PAYLOAD_SIGNING",
+                self.s3_payload_signing in ("auto", "on", "off"),
+                "must be auto, on or off",
+            ),
+            (
                 "S3_ADDRESSING_STYLE",
                 self.s3_addressing_style in ("auto", "path", "virtual"),
                 "must be auto, path or virtual",
@@ -247,6 +258,7 @@ class Settings:
             s3_region=text("S3_REGION", "us-east-1"),
             s3_key_prefix=env.get("S3_KEY_PREFIX", "uploads/"),
             s3_checksum_mode=text("S3_CHECKSUM_MODE", "when_required"),  # type: ignore[arg-type]
+            s3_payload_signing=text("S3_PAYLOAD_SIGNING", "auto").lower(),  # type: ignore[arg-type]
             s3_addressing_style=text(  # type: ignore[arg-type]
                 "S3_ADDRESSING_STYLE", "path" if endpoint else "auto"
             ),

@@ -60,6 +60,7 @@ class FaultyS3:
         self.faults: list[Fault] = []
         self.counts: dict[str, int] = {}
         self.broken: list[tuple[str, int, str]] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []  # (operation, headers) of each
         self.endpoint = ""
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -91,6 +92,7 @@ class FaultyS3:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         name = operation(request)
+        self.requests.append((name, {k.lower(): v for k, v in request.headers.items()}))
         self.counts[name] = self.counts.get(name, 0) + 1
         fault = self._fault_for(name, self.counts[name])
         body = await request.read()
