@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import urllib.parse
 import uuid
 
 #: Longest sanitised filename, in UTF-8 bytes (S3 keys may be 1024 bytes in all).
@@ -43,6 +44,27 @@ def safe_filename(filename: str) -> str:
         stem = stem.encode()[:room].decode(errors="ignore").rstrip(" .")
         name = f"{stem}.{ext}" if ext else stem
     return name or _FALLBACK_NAME
+
+
+#: The object metadata entry holding the client's own filename (`x-amz-meta-original-filename`).
+ORIGINAL_NAME_KEY = "original-filename"
+#: S3 allows 2 KB of user metadata in all; the encoded name keeps well inside it.
+MAX_ENCODED_NAME = 1024
+
+
+def encoded_original_name(filename: str) -> str:
+    """The filename exactly as the client sent it, percent-encoded UTF-8 (RFC 3986).
+
+    Metadata travels as HTTP headers, which only carry ASCII safely; percent-encoding keeps
+    every character (path segments, control characters, any script) recoverable with
+    `urllib.parse.unquote`. A name too long to encode within MAX_ENCODED_NAME is cut at a
+    character boundary.
+    """
+    encoded = urllib.parse.quote(filename, safe="")
+    while len(encoded) > MAX_ENCODED_NAME:
+        filename = filename[: max(len(filename) * MAX_ENCODED_NAME // len(encoded) - 1, 0)]
+        encoded = urllib.parse.quote(filename, safe="")
+    return encoded
 
 
 def object_key(prefix: str, filename: str) -> str:

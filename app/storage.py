@@ -134,6 +134,7 @@ class S3Client:
         size_hint: int | None = None,
         force_multipart: bool = False,
         on_budget_wait: Callable[[], Awaitable[None]] | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> ObjectUpload:
         """Start taking one object's bytes; the strategy follows the threshold rules.
 
@@ -162,6 +163,7 @@ class S3Client:
             parts_in_flight=self.parts_in_flight,
             size_hint=size_hint,
             on_budget_wait=on_budget_wait,
+            metadata=metadata,
         )
 
     async def upload(self, data: Buffer, key: str, content_type: str) -> StoredObject:
@@ -255,8 +257,11 @@ class ObjectUpload:
         parts_in_flight: int,
         size_hint: int | None = None,
         on_budget_wait: Callable[[], Awaitable[None]] | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.storage = storage
+        # User metadata (x-amz-meta-*), ASCII only: set on PutObject or CreateMultipartUpload.
+        self._metadata = {"Metadata": metadata} if metadata else {}
         self.key = key
         self._content_type = content_type
         self.part_size = part_size
@@ -389,6 +394,7 @@ class ObjectUpload:
                 Key=self.key,
                 ContentType=self.content_type,
                 **self._algorithm(),
+                **self._metadata,
             )
             self._upload_id = response["UploadId"]
         while self._held:
@@ -497,6 +503,7 @@ class ObjectUpload:
                     Body=self._current.body(),
                     ContentType=self.content_type,
                     **checks,
+                    **self._metadata,
                 )
             self._completed = True
             self._check_part_answer("the object", response, md5)

@@ -25,7 +25,7 @@ from app.errors import (
     TooManyParts,
 )
 from app.formstream import Event, PartEnd, PartStart
-from app.keys import object_key
+from app.keys import ORIGINAL_NAME_KEY, encoded_original_name, object_key
 from app.settings import Settings
 from app.storage import ObjectUpload, S3Client, StoredObject
 
@@ -111,6 +111,7 @@ class FormUpload:
                 lambda: clean_content_type(part.content_type),
                 size_hint=hint,
                 on_budget_wait=self._spill_held,
+                metadata={ORIGINAL_NAME_KEY: encoded_original_name(part.filename)},
             )
             self._file = FileEntry(part.field, part.filename, upload)
             self.files.append(self._file)

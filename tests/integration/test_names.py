@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
 
-from app.keys import MAX_NAME_BYTES
+from app.keys import MAX_ENCODED_NAME, MAX_NAME_BYTES, ORIGINAL_NAME_KEY
 from tests.support import BOUNDARY, Bucket, FilePart, chunked, content_type, multipart_body
 
 pytestmark = pytest.mark.anyio
@@ -43,6 +44,14 @@ async def upload(http: httpx.AsyncClient, body: bytes) -> httpx.Response:
     return await http.post(
         "/uploads", content=chunked(body), headers={"content-type": content_type()}
     )
+
+
+def original_name(bucket: Bucket, key: str) -> str:
+    """The client's filename as the object's metadata keeps it (percent-encoded ASCII)."""
+    metadata = {k.lower(): v for k, v in bucket.head(key)["Metadata"].items()}
+    encoded = metadata[ORIGINAL_NAME_KEY]
+    assert encoded.isascii() and encoded.isprintable()
+    return unquote(encoded)
 
 
 def assert_safe_key(key: str) -> str:
@@ -90,7 +99,8 @@ async def test_hostile_names_stay_inside_the_prefix(
     response = await upload(client, body_with_disposition(quoted(name)))
     assert response.status_code == 201, response.text
     stored = response.json()["files"][0]
-    assert stored["filename"] == name  # the original, in the response only
+    assert stored["filename"] == name  # the original, in the response...
+    assert original_name(bucket, stored["key"]) == name  # ...and safely in the metadata
     assert assert_safe_key(stored["key"]) == segment
     bucket.assert_intact(stored, DATA)
     assert bucket.keys() == [stored["key"]]
@@ -114,6 +124,9 @@ async def test_one_kilobyte_names_are_cut_keeping_the_extension(
     if "." in name:
         assert segment.endswith(name[name.rindex(".") :])
     assert name.startswith(segment.rsplit(".", 1)[0])  # a prefix of the original, whole chars
+    kept = original_name(bucket, stored["key"])  # the metadata keeps as much as fits
+    assert name.startswith(kept) and len(quote(kept, safe="")) <= MAX_ENCODED_NAME
+    assert len(kept) >= len(name) // 10
     bucket.assert_intact(stored, DATA)
 
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import urllib.parse
 import uuid
 
 import pytest
 
-from app.keys import MAX_NAME_BYTES, object_key, safe_filename
+from app.keys import (
+    MAX_ENCODED_NAME,
+    MAX_NAME_BYTES,
+    encoded_original_name,
+    object_key,
+    safe_filename,
+)
 
 CONTROL_CHARACTERS = [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))]
 
@@ -446,3 +453,21 @@ def test_clean_content_type(value: str | None, expected: str) -> None:
     from app.uploads import clean_content_type
 
     assert clean_content_type(value) == expected
+
+
+@pytest.mark.parametrize(
+    "name", ["plain.txt", "../../a b.txt", "a\x00\r\n\u202eb", "日本語 😀.png", "%41%", ""]
+)
+def test_original_name_is_ascii_and_round_trips(name: str) -> None:
+    encoded = encoded_original_name(name)
+    assert encoded.isascii() and (encoded.isprintable() or not encoded)
+    assert not set(encoded) & set(" \r\n\"'\\;")
+    assert urllib.parse.unquote(encoded) == name
+
+
+@pytest.mark.parametrize("name", ["a" * 5000, "é" * 3000, "😀" * 2000])
+def test_original_name_is_cut_to_fit_metadata(name: str) -> None:
+    encoded = encoded_original_name(name)
+    assert len(encoded) <= MAX_ENCODED_NAME
+    kept = urllib.parse.unquote(encoded)
+    assert name.startswith(kept) and len(encoded) > MAX_ENCODED_NAME * 0.8
