@@ -63,6 +63,18 @@ class InvalidDigest(UploadError):
     code = "invalid_digest"
 
 
+class InvalidKey(UploadError):
+    status_code = 400
+    code = "invalid_key"
+
+
+class KeyExists(UploadError):
+    """UPLOAD_NO_OVERWRITE: an object already has the key (the store refused If-None-Match)."""
+
+    status_code = 409
+    code = "key_exists"
+
+
 class DigestMismatch(UploadError):
     status_code = 422
     code = "digest_mismatch"

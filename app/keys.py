@@ -7,6 +7,8 @@ import unicodedata
 import urllib.parse
 import uuid
 
+from app.errors import InvalidKey
+
 #: Longest sanitised filename, in UTF-8 bytes (S3 keys may be 1024 bytes in all).
 MAX_NAME_BYTES = 200
 _FALLBACK_NAME = "file"
@@ -65,6 +67,29 @@ def encoded_original_name(filename: str) -> str:
         filename = filename[: max(len(filename) * MAX_ENCODED_NAME // len(encoded) - 1, 0)]
         encoded = urllib.parse.quote(filename, safe="")
     return encoded
+
+
+#: Longest key a client may choose, in UTF-8 bytes (S3 allows 1024 with the prefix).
+MAX_CLIENT_KEY_BYTES = 768
+
+
+def client_object_key(prefix: str, requested: str) -> str:
+    """`{prefix}{requested}` for UPLOAD_CLIENT_KEYS, if `requested` is a safe relative path.
+
+    Each `/`-separated segment must survive safe_filename unchanged: no `..`, no empty or
+    dot-ended segments, no control or bidi characters, no backslashes. Refused, not repaired:
+    a caller that chooses a key must get exactly that key or an error.
+    """
+    segments = requested.split("/")
+    if not requested or len(requested.encode()) > MAX_CLIENT_KEY_BYTES:
+        raise InvalidKey(f"a key must be 1 to {MAX_CLIENT_KEY_BYTES} bytes of UTF-8")
+    for segment in segments:
+        if "\\" in segment or safe_filename(segment) != segment:
+            raise InvalidKey(
+                f"key {requested[:100]!r} has an unsafe segment {segment[:100]!r}: use "
+                "printable names separated by single slashes, without . or .. segments"
+            )
+    return f"{prefix}{requested}"
 
 
 def object_key(prefix: str, filename: str) -> str:

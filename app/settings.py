@@ -127,6 +127,12 @@ class Settings:
     idle_timeout: float = 60.0
     #: Bearer tokens allowed to upload; empty means anyone may (a warning at start-up).
     auth_tokens: tuple[str, ...] = ()
+    #: Callers may choose a file's key with a field `<file field>.key` sent before the file
+    #: (stored under the prefix). Off: every key is `{prefix}{uuid}/{safe filename}`.
+    client_keys: bool = False
+    #: The final write of each object (PutObject or CompleteMultipartUpload) carries
+    #: `If-None-Match: *`: an existing object is never replaced (409 key_exists).
+    no_overwrite: bool = False
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
@@ -240,6 +246,14 @@ class Settings:
             except ValueError:
                 raise SettingsError(f"{name}: not a whole number: {raw!r}") from None
 
+        def flag(name: str) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if raw in ("", "0", "false", "no", "off"):
+                return False
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            raise SettingsError(f"{name}: not on/off: {raw!r}")
+
         def seconds(name: str, default: float) -> float:
             raw = env.get(name, "").strip().lower().removesuffix("s")
             if not raw:
@@ -284,4 +298,6 @@ class Settings:
             auth_tokens=tuple(
                 t.strip() for t in env.get("UPLOAD_AUTH_TOKENS", "").split(",") if t.strip()
             ),
+            client_keys=flag("UPLOAD_CLIENT_KEYS"),
+            no_overwrite=flag("UPLOAD_NO_OVERWRITE"),
         )

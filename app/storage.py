@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from app import metrics
 from app.budget import MemoryBudget
-from app.errors import IntegrityFailed, StorageFailed
+from app.errors import IntegrityFailed, KeyExists, StorageFailed
 from app.partsize import plan_part_size
 from app.providers import PROFILES, ProviderProfile
 from app.settings import MIN_PART_SIZE
@@ -135,6 +135,7 @@ class S3Client:
         force_multipart: bool = False,
         on_budget_wait: Callable[[], Awaitable[None]] | None = None,
         metadata: dict[str, str] | None = None,
+        if_none_match: bool = False,
     ) -> ObjectUpload:
         """Start taking one object's bytes; the strategy follows the threshold rules.
 
@@ -164,6 +165,7 @@ class S3Client:
             size_hint=size_hint,
             on_budget_wait=on_budget_wait,
             metadata=metadata,
+            if_none_match=if_none_match,
         )
 
     async def upload(self, data: Buffer, key: str, content_type: str) -> StoredObject:
@@ -229,6 +231,10 @@ class S3Client:
         try:
             return await method(Bucket=self.bucket, **kwargs)
         except Exception as exc:
+            if kwargs.get("IfNoneMatch") == "*" and error_code(exc) in _KEY_EXISTS_CODES:
+                raise KeyExists(
+                    f"an object with key {kwargs.get('Key')!r} exists and is not replaced"
+                ) from exc
             raise StorageFailed(f"storage {operation} failed: {describe(exc)}") from exc
 
     def run_cleanup(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -258,8 +264,11 @@ class ObjectUpload:
         size_hint: int | None = None,
         on_budget_wait: Callable[[], Awaitable[None]] | None = None,
         metadata: dict[str, str] | None = None,
+        if_none_match: bool = False,
     ) -> None:
         self.storage = storage
+        # No-overwrite: the write that makes the object visible fails if the key exists.
+        self._final_write = {"IfNoneMatch": "*"} if if_none_match else {}
         # User metadata (x-amz-meta-*), ASCII only: set on PutObject or CreateMultipartUpload.
         self._metadata = {"Metadata": metadata} if metadata else {}
         self.key = key
@@ -489,6 +498,7 @@ class ObjectUpload:
                 Key=self.key,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": parts},
+                **self._final_write,
             )
             self._completed = True  # from here on, undoing means deleting the object
             self._check_complete_answer(response, len(parts))
@@ -504,6 +514,7 @@ class ObjectUpload:
                     ContentType=self.content_type,
                     **checks,
                     **self._metadata,
+                    **self._final_write,
                 )
             self._completed = True
             self._check_part_answer("the object", response, md5)
@@ -631,6 +642,18 @@ class ObjectUpload:
             logger.error(
                 "cleanup failed for %s (upload id %s): %s", self.key, self._upload_id, exc.message
             )
+
+
+#: What S3 answers a refused If-None-Match (412), or a race with another write of the key (409).
+_KEY_EXISTS_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
+
+
+def error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
 
 
 def describe(exc: BaseException) -> str:

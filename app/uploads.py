@@ -25,7 +25,7 @@ from app.errors import (
     TooManyParts,
 )
 from app.formstream import Event, PartEnd, PartStart
-from app.keys import ORIGINAL_NAME_KEY, encoded_original_name, object_key
+from app.keys import ORIGINAL_NAME_KEY, client_object_key, encoded_original_name, object_key
 from app.settings import Settings
 from app.storage import ObjectUpload, S3Client, StoredObject
 
@@ -71,6 +71,8 @@ class FormUpload:
         self._part_count = 0
         self._file: FileEntry | None = None
         self._field: _Field | None = None
+        # UPLOAD_CLIENT_KEYS: keys from `<field>.key` fields, waiting for their file.
+        self._chosen_keys: dict[str, list[str]] = {}
 
     async def handle(self, event: Event, offset: int) -> None:
         """Act on one parser event from the chunk that starts `offset` bytes into the body."""
@@ -107,14 +109,24 @@ class FormUpload:
             # The rest of the body bounds this file's size: the best hint we have.
             hint = None if self.body_size is None else max(self.body_size - offset, 0)
             upload = self.storage.open_upload(
-                object_key(self.settings.s3_key_prefix, part.filename),
+                self._key_for(part),
                 lambda: clean_content_type(part.content_type),
                 size_hint=hint,
                 on_budget_wait=self._spill_held,
                 metadata={ORIGINAL_NAME_KEY: encoded_original_name(part.filename)},
+                if_none_match=self.settings.no_overwrite,
             )
             self._file = FileEntry(part.field, part.filename, upload)
             self.files.append(self._file)
+
+    def _key_for(self, part: PartStart) -> str:
+        """The key the client chose for this file (a `<field>.key` field before it, taken in
+        order when several files share the field name), else a server-made one."""
+        chosen = self._chosen_keys.get(part.field)
+        if chosen:
+            return client_object_key(self.settings.s3_key_prefix, chosen.pop(0))
+        assert part.filename is not None
+        return object_key(self.settings.s3_key_prefix, part.filename)
 
     async def _end(self) -> None:
         if self._file is not None:
@@ -127,6 +139,9 @@ class FormUpload:
                 value = self._field.value.decode("utf-8")
             except UnicodeDecodeError:
                 raise MalformedMultipart(f"field {self._field.name!r} is not UTF-8") from None
+            name = self._field.name
+            if self.settings.client_keys and name.endswith(".key"):
+                self._chosen_keys.setdefault(name.removesuffix(".key"), []).append(value)
             previous = self.fields.get(self._field.name)
             if previous is None:
                 self.fields[self._field.name] = value
