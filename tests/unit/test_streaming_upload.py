@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -254,3 +255,21 @@ async def test_spill_sends_a_held_small_file_as_one_part() -> None:
     stored = await upload.commit()
     assert (stored.strategy, stored.parts) == ("multipart", 1)
     assert fake.objects["k"] == data_of(1000)
+
+
+async def test_part_buffers_are_reused_and_cut_to_each_part() -> None:
+    """Stored parts' buffers go back to a small pool (no fresh pages per part); a reused
+    buffer still sends exactly its own part's bytes, the short last one included."""
+    fake = FakeS3()
+    bodies: list[object] = []  # the objects themselves: ids of live objects are unique
+    original = fake.upload_part
+
+    async def recording(**kwargs: Any) -> dict[str, Any]:
+        bodies.append(kwargs["Body"])
+        return await original(**kwargs)
+
+    fake.upload_part = recording  # type: ignore[method-assign]
+    data = data_of(6 * PART + 123)
+    stored = await make_storage(fake).upload_stream(stream_of(data), "k", "a/b")
+    assert stored == len(data) and fake.objects["k"] == data
+    assert len(bodies) == 7 and len({id(body) for body in bodies}) <= 3
