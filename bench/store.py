@@ -24,10 +24,12 @@ def s3_client(endpoint: str) -> Any:
         aws_secret_access_key=SECRET_KEY,
         # The service's default (S3_CHECKSUM_MODE): botocore >= 1.36 would otherwise add a
         # CRC32 to every part of the direct upload that the other contenders do not compute.
+        # Unsigned payloads, as the service runs in the bench (S3_PAYLOAD_SIGNING=off).
         config=Config(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             max_pool_connections=16,
+            s3={"payload_signing_enabled": False},
         ),
     )
 
