@@ -31,28 +31,29 @@ def find_rclone() -> str:
     return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _wait_for(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Return once `proc` listens on 127.0.0.1:`port`; RuntimeError if it exits or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"rclone serve s3 exited with status {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"rclone serve s3 did not listen on 127.0.0.1:{port}")
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 @contextlib.contextmanager
 def local_s3(data_dir: Path) -> Iterator[dict[str, str]]:
     """Run a local store over `data_dir`; yield the environment that points the app at it."""
     (data_dir / BUCKET).mkdir(parents=True, exist_ok=True)  # a top-level folder is a bucket
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             find_rclone(),
@@ -69,7 +70,7 @@ def local_s3(data_dir: Path) -> Iterator[dict[str, str]]:
         stdout=subprocess.DEVNULL,
     )
     try:
-        _wait_for(port, proc)
+        wait_for_port(port, proc)
         yield {
             "S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
             "S3_BUCKET": BUCKET,

@@ -9,38 +9,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import string
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from app.localstore import find_rclone
+from app.localstore import find_rclone, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "nginx"
 ACCESS_KEY = "bench-access-key"
 SECRET_KEY = "bench-secret-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 def aws_environment() -> dict[str, str]:
@@ -88,7 +69,7 @@ class Process:
             start_new_session=True,
         )
         try:
-            wait_for_port(self.port, self.proc)
+            wait_for_port(self.port, self.proc, timeout=30)
         except RuntimeError as exc:
             self.stop()
             raise RuntimeError(f"{self.name} did not start: {exc}\n{self.log()[-3000:]}") from exc

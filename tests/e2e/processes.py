@@ -16,6 +16,7 @@ import signal
 import string
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -83,9 +84,19 @@ def get_json(port: int, path: str, timeout: float = 10) -> tuple[int, Any]:
 
 
 def post_generated(
-    port: int, size: int, *, variant: int = 0, filename: str = "big.bin", timeout: float = 120
+    port: int,
+    size: int,
+    *,
+    variant: int = 0,
+    filename: str = "big.bin",
+    timeout: float = 120,
+    rate: int | None = None,
 ) -> tuple[int, dict[str, Any], str]:
-    """POST one generated file with Content-Length (http.client); status, JSON, sent SHA-256."""
+    """POST one generated file with Content-Length (http.client); status, JSON, sent SHA-256.
+
+    `rate`: send about that many bytes a second (256 KiB, then a pause), a slow client.
+    """
+    block = 256 * 1024
     head = part_head(FilePart("file", filename, b""))
     tail = f"\r\n--{BOUNDARY}--\r\n".encode()
     digest = hashlib.sha256()
@@ -96,9 +107,12 @@ def post_generated(
         conn.putheader("Content-Length", str(len(head) + size + len(tail)))
         conn.endheaders()
         conn.send(head)
-        for block in generated(size, variant):
-            digest.update(block)
-            conn.send(block)
+        for data in generated(size, variant):
+            digest.update(data)
+            for start in range(0, len(data), block if rate else len(data)):
+                conn.send(data[start : start + block] if rate else data)
+                if rate:
+                    time.sleep(block / rate)
         conn.send(tail)
         response = conn.getresponse()
         return response.status, json.loads(response.read()), digest.hexdigest()

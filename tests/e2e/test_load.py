@@ -9,7 +9,6 @@ slow machine.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import time
@@ -19,15 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.processes import AppProcess, generated, post_generated
+from tests.e2e.processes import AppProcess, post_generated
 from tests.support import (
-    BOUNDARY,
     Bucket,
-    FilePart,
     MiB,
-    content_type,
     get_metric,
-    part_head,
     parts_stored,
     proc_status,
     reset_peak_rss,
@@ -62,34 +57,6 @@ def probe_while(port: int, uploads: list[Future[Any]]) -> list[tuple[float, bool
         probes.append((healthz_seconds(port), running))
         time.sleep(0.1)
     return probes
-
-
-def post_slowly(
-    port: int, size: int, *, variant: int, filename: str, rate: int, timeout: float = 120
-) -> tuple[int, dict[str, Any], str]:
-    """Like post_generated, sending about `rate` bytes a second (256 KiB, then a pause)."""
-    head = part_head(FilePart("file", filename, b""))
-    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
-    block = 256 * 1024
-    pause = block / rate
-    digest = hashlib.sha256()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.putrequest("POST", "/uploads")
-        conn.putheader("Content-Type", content_type())
-        conn.putheader("Content-Length", str(len(head) + size + len(tail)))
-        conn.endheaders()
-        conn.send(head)
-        for data in generated(size, variant):
-            digest.update(data)
-            for start in range(0, len(data), block):
-                conn.send(data[start : start + block])
-                time.sleep(pause)
-        conn.send(tail)
-        response = conn.getresponse()
-        return response.status, json.loads(response.read()), digest.hexdigest()
-    finally:
-        conn.close()
 
 
 def assert_all_intact(bucket: Bucket, results: list[tuple[int, dict[str, Any], str]]) -> None:
@@ -152,7 +119,7 @@ def test_fast_and_slow_clients_beyond_the_memory_budget(
     with ThreadPoolExecutor(max_workers=fast + slow) as pool:
         uploads = [
             pool.submit(
-                post_slowly,
+                post_generated,
                 app.port,
                 16 * MiB,
                 variant=100 + i,

@@ -11,6 +11,7 @@ from moto.server import ThreadedMotoServer
 
 from app.main import create_app
 from app.settings import Settings
+from tests.faulty_s3 import FaultyS3
 from tests.support import Bucket, MiB, RcloneS3
 
 
@@ -34,6 +35,15 @@ def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
     server = RcloneS3(tmp_path_factory.mktemp("rclone")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def proxy(rclone: RcloneS3) -> AsyncIterator[FaultyS3]:
+    """tests/faulty_s3.py in front of `rclone serve s3`: faults on demand, requests seen.
+    A module that uses it points the app at it by overriding `app_endpoint`."""
+    server = await FaultyS3(rclone.endpoint).start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

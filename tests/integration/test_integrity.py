@@ -10,7 +10,7 @@ import base64
 import hashlib
 import random
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -27,13 +27,6 @@ DATA = random.Random(11).randbytes(2 * PART + 999)
 @pytest.fixture
 def bucket(rclone: RcloneS3) -> Bucket:
     return Bucket(rclone.endpoint)
-
-
-@pytest.fixture
-async def proxy(rclone: RcloneS3) -> AsyncIterator[FaultyS3]:
-    server = await FaultyS3(rclone.endpoint).start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ way to make a real server fail a chosen call on demand.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -25,13 +25,6 @@ DATA = bytes(range(256)) * (3 * PART // 256) + b"tail"  # 3 parts and a bit: 4 p
 @pytest.fixture
 def bucket(rclone: RcloneS3) -> Bucket:
     return Bucket(rclone.endpoint)
-
-
-@pytest.fixture
-async def proxy(rclone: RcloneS3) -> AsyncIterator[FaultyS3]:
-    server = await FaultyS3(rclone.endpoint).start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
