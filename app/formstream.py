@@ -140,6 +140,7 @@ class MultipartStream:
         self._silent_limit = max_part_header_bytes + _PARSER_SLACK + 2 * len(self._closing)
         self._ended = False
         self._pending = b""  # a chunk too small to hand to the parser yet (see above)
+        self._part_open = False
         self._min_feed = len(self._closing) + 2
 
     @property
@@ -182,6 +183,17 @@ class MultipartStream:
             return events
         raise MalformedMultipart("the body ended before the closing multipart boundary")
 
+    def _check_order(self, new: list[Event]) -> None:
+        """Parts must start, carry bytes, and end, one at a time. On some malformed header
+        sections (a bare LF in a quoted name, found by tests/fuzz) the library starts a part
+        that never ends and then starts the next: the body is refused, never half-read."""
+        for event in new:
+            # A start must come with no part open; bytes and an end with one open.
+            if isinstance(event, PartStart) == self._part_open:
+                raise MalformedMultipart("malformed multipart body: a part's headers are broken")
+            if not isinstance(event, bytes):
+                self._part_open = not self._part_open
+
     def _closing_end(self, chunk: bytes) -> int | None:
         """Where in `chunk` a closing boundary ends, also one that began in the last chunk."""
         n = len(self._closing)
@@ -206,6 +218,7 @@ class MultipartStream:
             raise MalformedMultipart(f"malformed multipart part header: {exc}") from None
         new = self._target.events
         self._target.events = []
+        self._check_order(new)
         events.extend(new)
         # Body bytes or a part's end show progress; a part's start does not, since its
         # header section (where a line may never end) follows the Content-Disposition line.

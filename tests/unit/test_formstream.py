@@ -811,3 +811,20 @@ def test_boundary_prefixes_at_part_starts_in_random_tiny_chunks() -> None:
         events = feed_all(stream, [body[a:b] for a, b in bounds])
         events += stream.finish()
         assert collect(events) == expected_of(parts), f"trial {trial}"
+
+
+def test_a_part_that_starts_inside_another_is_refused() -> None:
+    """Found by tests/fuzz (atheris): a bare LF inside a quoted name makes the library start
+    a part that never ends, then start the next one. Refused, in one piece or in chunks."""
+    body = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="a\x01\x00\n\r\nv\r\n'
+        f"--{BOUNDARY}\r\n"
+        'Content-Disposition: form-data; name="f$; filename="x.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+        f"--{BOUNDARY}-\r\n--{BOUNDARY}--\r\n"
+    ).encode()
+    for size in (len(body), 7, 1):
+        stream = new_stream()
+        with pytest.raises(MalformedMultipart, match="headers are broken"):
+            feed_all(stream, pieces(body, size))
+            stream.finish()
