@@ -161,15 +161,24 @@ class MultipartStream:
 
     def _feed_chunk(self, chunk: bytes) -> list[Event]:
         events: list[Event] = []
-        cut = self._closing_end(chunk)
-        if cut is None:
-            self._feed(chunk, events)
-        else:
-            self._feed(chunk[:cut], events)
+        if not self._tail and chunk.startswith(self._closing[2:]):
+            # The first chunk (at least a delimiter long) starts with the closing delimiter:
+            # a form with no parts, which the library would wait on forever.
+            self._ended = True
+            return events
+        start, cut = 0, self._closing_end(chunk)
+        while cut is not None:
+            # Up to what looks like the closing delimiter. It may be file data instead (the
+            # bytes `--boundary--` right after a part's headers): then look further on.
+            self._feed(chunk[start:cut], events)
             if _parser_state(self._parser) == _STATE_END:
                 self._ended = True
-            elif cut < len(chunk):
-                self._feed(chunk[cut:], events)
+                return events
+            start = cut
+            later = chunk.find(self._closing, cut)
+            cut = later + len(self._closing) if later >= 0 else None
+        if start < len(chunk):
+            self._feed(chunk[start:], events)
         return events
 
     def finish(self) -> list[Event]:
@@ -178,8 +187,10 @@ class MultipartStream:
         if self._pending and not self._ended:
             events = self._feed_chunk(self._pending)
             self._pending = b""
-        if self._ended or _parser_state(self._parser) == _STATE_END:
-            self._ended = True
+        # Only the closing delimiter we saw ourselves counts: on some garbage the library
+        # reaches its end state without one (found by tests/fuzz), which must not pass for a
+        # complete body.
+        if self._ended:
             return events
         raise MalformedMultipart("the body ended before the closing multipart boundary")
 
@@ -228,9 +239,8 @@ class MultipartStream:
             self._silent_bytes += len(data)
             if self._silent_bytes > self._silent_limit:
                 state = _parser_state(self._parser)
-                if state == _STATE_END:
-                    self._ended = True
-                    return
+                if state == _STATE_END:  # ended without the closing delimiter (see finish)
+                    raise MalformedMultipart("the body's closing multipart boundary is malformed")
                 if state == _STATE_BODY:
                     # The body of a part the parser skips (no name): not a header problem.
                     self._silent_bytes = 0

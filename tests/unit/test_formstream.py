@@ -828,3 +828,32 @@ def test_a_part_that_starts_inside_another_is_refused() -> None:
         with pytest.raises(MalformedMultipart, match="headers are broken"):
             feed_all(stream, pieces(body, size))
             stream.finish()
+
+
+def test_an_end_reached_without_the_closing_delimiter_is_refused() -> None:
+    """Found by tests/fuzz (atheris): fed in 7-byte chunks, this body with no closing
+    delimiter drove the library into its end state, and the part was cut short. Only a
+    closing delimiter seen in the bytes ends a body now, in any chunking."""
+    b = "fuzz-boundary"
+    body = (
+        f'--{b}\r\nContent-Disposition: form-data; name="a"\r\n\r\nv\r\n--fuzzfuzz-boundary\r\n'
+        f'Conent-Ty-boundary\r\nContent-Disposition: form-data; name="f"; filename="x.bin"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n--{b}-\r\na-{b}--\r\n"
+    ).encode()
+    for size in (len(body), 7, 4, 1):
+        stream = new_stream(b)
+        with pytest.raises(MalformedMultipart):
+            feed_all(stream, pieces(body, size))
+            stream.finish()
+
+
+def test_closing_delimiter_bytes_at_a_part_start_are_data() -> None:
+    """`--boundary--` right after a part's headers follows their blank line's CR LF, so it
+    looks like a closing delimiter to a byte scan; the real one comes later."""
+    parts: list[Part] = [FilePart("f", "x", b"--" + B + b"----")]
+    body = multipart_body(parts)
+    for size in range(1, 60):
+        stream = new_stream()
+        events = feed_all(stream, pieces(body, size))
+        events += stream.finish()
+        assert collect(events) == expected_of(parts), f"chunks of {size}"
