@@ -255,6 +255,26 @@ def reset_peak_rss(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
+class ProcessUsage:
+    """What a process costs from now on: its peak RSS growth and the bytes it writes to disk.
+
+    Taken when created (after the caller's warm-up); read with rss_growth() / disk_writes().
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        reset_peak_rss(pid)
+        self._rss = proc_status(pid)["VmRSS"]
+        self._written = proc_io(pid)["write_bytes"]
+
+    def rss_growth(self) -> int:
+        """The highest resident set since creation, minus the one at creation."""
+        return proc_status(self.pid)["VmHWM"] - self._rss
+
+    def disk_writes(self) -> int:
+        return proc_io(self.pid)["write_bytes"] - self._written
+
+
 def stored_sha256(bucket: Bucket, key: str) -> str:
     """SHA-256 of an object, read back from storage in 1 MiB pieces."""
     digest = hashlib.sha256()

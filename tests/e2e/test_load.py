@@ -22,10 +22,9 @@ from tests.e2e.processes import AppProcess, post_generated
 from tests.support import (
     Bucket,
     MiB,
+    ProcessUsage,
     get_metric,
     parts_stored,
-    proc_status,
-    reset_peak_rss,
     stored_sha256,
     wait_until,
 )
@@ -113,8 +112,7 @@ def test_fast_and_slow_clients_beyond_the_memory_budget(
     )
     status, _, _ = post_generated(app.port, MiB, filename="warm.bin")  # warm up, then measure
     assert status == 201
-    before = proc_status(app.pid)["VmRSS"]
-    reset_peak_rss(app.pid)
+    usage = ProcessUsage(app.pid)
 
     with ThreadPoolExecutor(max_workers=fast + slow) as pool:
         uploads = [
@@ -135,7 +133,7 @@ def test_fast_and_slow_clients_beyond_the_memory_budget(
         probes = probe_while(app.port, uploads)
         results = [f.result(timeout=180) for f in uploads]
 
-    growth = proc_status(app.pid)["VmHWM"] - before
+    growth = usage.rss_growth()
     waits = get_metric(app.port, "upload_memory_waits_total")
     print(
         f"\n{fast} fast x 32 MiB + {slow} slow x 16 MiB, budget {budget // MiB} MiB: "

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.e2e.processes import AppProcess, post_generated
-from tests.support import Bucket, get_metric, proc_status, reset_peak_rss
+from tests.support import Bucket, ProcessUsage, get_metric
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -41,8 +41,7 @@ def test_sixteen_uploads_stay_within_the_memory_budget(
     # Warm up the S3 client's connections and code paths before taking the baseline.
     status, _, _ = post_generated(app.port, 1 * MiB, filename="warm.bin")
     assert status == 201
-    before = proc_status(app.pid)["VmRSS"]
-    reset_peak_rss(app.pid)
+    usage = ProcessUsage(app.pid)
 
     with concurrent.futures.ThreadPoolExecutor(UPLOADS) as pool:
         results = list(
@@ -52,7 +51,7 @@ def test_sixteen_uploads_stay_within_the_memory_budget(
             )
         )
 
-    growth = proc_status(app.pid)["VmHWM"] - before
+    growth = usage.rss_growth()
     print(
         f"\n16 x {SIZE // MiB} MiB, budget {BUDGET // MiB} MiB: peak RSS growth "
         f"{growth / MiB:.1f} MiB"

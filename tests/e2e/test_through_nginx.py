@@ -30,12 +30,11 @@ from tests.support import (
     Bucket,
     FilePart,
     MiB,
+    ProcessUsage,
     content_type,
     part_head,
     parts_stored,
     proc_io,
-    proc_status,
-    reset_peak_rss,
     stored_sha256,
     wait_until,
 )
@@ -95,9 +94,7 @@ def test_one_gib_curl_upload_streams_through_nginx(
     big = tmp_path / "big.bin"
     try:
         big_sha = write_generated(big, LARGE)
-        reset_peak_rss(app.pid)
-        baseline = proc_status(app.pid)["VmRSS"]
-        io_before = proc_io(app.pid)
+        usage = ProcessUsage(app.pid)
 
         started = time.monotonic()
         curl = run_curl(f"{nginx.url}/uploads", big, limit_rate="200M")
@@ -111,15 +108,13 @@ def test_one_gib_curl_upload_streams_through_nginx(
             time.sleep(0.1 if first_part_at is None else 0.25)
         result = curl.wait(timeout=max(deadline - time.monotonic(), 1))
         seconds = time.monotonic() - started
-        peak = proc_status(app.pid)["VmHWM"]
-        io_after = proc_io(app.pid)
+        growth = usage.rss_growth()
+        written = usage.disk_writes()
     finally:
         big.unlink(missing_ok=True)
 
     spooled.update(str(p) for p in nginx.body_temp_files())
-    growth = peak - baseline
     bound = (PARTS_IN_FLIGHT + 1) * LARGE_PART + SLACK
-    written = io_after["write_bytes"] - io_before["write_bytes"]
     print(
         f"\n1 GiB via curl -> nginx -> app: {seconds:.1f} s ({LARGE / MiB / seconds:.0f} MiB/s), "
         f"first part stored {first_part_at or 0:.2f} s after curl started; app peak RSS growth "

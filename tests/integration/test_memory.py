@@ -25,15 +25,13 @@ from tests.support import (
     BOUNDARY,
     Bucket,
     FilePart,
+    ProcessUsage,
     RcloneS3,
     content_type,
     free_port,
     iter_generated,
     part_head,
     parts_stored,
-    proc_io,
-    proc_status,
-    reset_peak_rss,
     stored_sha256,
     wait_for_port,
     wait_until,
@@ -126,9 +124,7 @@ def test_large_upload_memory_disk_and_streaming(
     status, _, _ = upload(port, 3 * PART_SIZE + 1)
     assert status == 201
 
-    reset_peak_rss(proc.pid)
-    baseline = proc_status(proc.pid)["VmRSS"]
-    io_before = proc_io(proc.pid)
+    usage = ProcessUsage(proc.pid)
     cpu_before = cpu_seconds(proc.pid)
     saw_parts_while_sending = False
 
@@ -143,8 +139,8 @@ def test_large_upload_memory_disk_and_streaming(
     started = time.monotonic()
     status, body, sent_sha = upload(port, SIZE, check_streaming)
     seconds = time.monotonic() - started
-    peak = proc_status(proc.pid)["VmHWM"]
-    io_after = proc_io(proc.pid)
+    growth = usage.rss_growth()
+    written = usage.disk_writes()
     cpu_after = cpu_seconds(proc.pid)
     user, system = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
 
@@ -156,9 +152,7 @@ def test_large_upload_memory_disk_and_streaming(
     assert bucket.incomplete_uploads() == []
     assert saw_parts_while_sending
 
-    growth = peak - baseline
     bound = (PARTS_IN_FLIGHT + 1) * PART_SIZE + SLACK
-    written = io_after["write_bytes"] - io_before["write_bytes"]
     print(
         f"\n{SIZE / MiB:.0f} MiB in {seconds:.1f} s ({SIZE / MiB / seconds:.0f} MiB/s); "
         f"peak RSS growth {growth / MiB:.1f} MiB (bound {bound / MiB:.0f} MiB); "
@@ -175,10 +169,9 @@ def test_single_put_holds_the_file_once(
     proc, port, bucket = app_process
     size = 45 * MiB
     assert upload(port, size)[0] == 201  # warm-up at the same size
-    reset_peak_rss(proc.pid)
-    baseline = proc_status(proc.pid)["VmRSS"]
+    usage = ProcessUsage(proc.pid)
     status, body, sent_sha = upload(port, size)
-    growth = proc_status(proc.pid)["VmHWM"] - baseline
+    growth = usage.rss_growth()
     assert status == 201, body
     stored = body["files"][0]
     assert (stored["strategy"], stored["sha256"]) == ("single", sent_sha)
