@@ -28,6 +28,9 @@ class MemoryBudget:
         self.limit = limit
         self.used = 0
         self.peak = 0
+        #: Bytes of idle buffers kept for reuse (storage.BufferPool): not in use, but memory,
+        #: so they count against the limit until they are used or dropped.
+        self.idle = 0
         self._on_change = on_change  # told the bytes in use after every change (metrics)
         self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
 
@@ -39,7 +42,7 @@ class MemoryBudget:
     def _fits(self, size: int) -> bool:
         # A reservation larger than the whole budget (a part planned very large for a huge
         # Content-Length) is granted when nothing else is reserved, so it cannot wait forever.
-        return self.used + size <= self.limit or self.used == 0
+        return self.used + self.idle + size <= self.limit or self.used + self.idle == 0
 
     def try_acquire(self, size: int) -> bool:
         """Reserve `size` bytes now if they fit and nobody is queued ahead; else False."""
@@ -76,6 +79,17 @@ class MemoryBudget:
             self.used = 0
         if self._on_change is not None:
             self._on_change(self.used)
+        self._wake()
+
+    def keep_idle(self, size: int) -> bool:
+        """Count `size` bytes of an idle buffer, if they fit and nobody waits for memory."""
+        if self._waiters or self.used + self.idle + size > self.limit:
+            return False
+        self.idle += size
+        return True
+
+    def release_idle(self, size: int) -> None:
+        self.idle = max(self.idle - size, 0)
         self._wake()
 
     def _take(self, size: int) -> None:

@@ -50,20 +50,40 @@ class BufferPool:
     each page first); at 10 MiB parts that was a third of the service's CPU time. Only
     buffers whose part was stored are kept (a cancelled request's HTTP client may still be
     reading its buffer), and only a few, no larger than a part: idle memory stays small.
+
+    Kept buffers count as idle memory in the budget, so the budget still bounds all part
+    memory; they are dropped (`drain`) as soon as an upload would have to wait for memory.
     """
 
-    def __init__(self, keep: int, max_size: int) -> None:
+    def __init__(self, keep: int, max_size: int, budget: MemoryBudget | None = None) -> None:
         self.keep = keep
         self.max_size = max_size
-        self._spare: list[io.BytesIO] = []
+        self._budget = budget
+        self._spare: list[tuple[io.BytesIO, int]] = []
 
     def take(self) -> io.BytesIO:
-        return self._spare.pop() if self._spare else io.BytesIO()
+        if not self._spare:
+            return io.BytesIO()
+        buffer, held = self._spare.pop()
+        if self._budget is not None:
+            self._budget.release_idle(held)  # the taker has reserved its own
+        return buffer
 
     def give(self, buffer: io.BytesIO, size: int) -> None:
-        if len(self._spare) < self.keep and size <= self.max_size:
-            buffer.seek(0)  # overwritten from the start; body() cuts it to the new size
-            self._spare.append(buffer)
+        if len(self._spare) >= self.keep or size > self.max_size:
+            return
+        budget = self._budget
+        if budget is not None and not budget.keep_idle(size):
+            return  # memory is short: let it go
+        buffer.seek(0)  # overwritten from the start; body() cuts it to the new size
+        self._spare.append((buffer, size))
+
+    def drain(self) -> None:
+        """Drop every kept buffer and give its memory back to the budget."""
+        spare, self._spare = self._spare, []
+        if self._budget is not None:
+            for _, held in spare:
+                self._budget.release_idle(held)
 
 
 class PartBuffer:
@@ -123,12 +143,12 @@ class PartBuffer:
 
         `reuse`: the part was stored, nothing reads the buffer any more: it may be pooled.
         """
-        if reuse and self._pool is not None and not self._hashing:
-            self._pool.give(self._bytes, self.size)
-        self._bytes = io.BytesIO()
+        buffer, self._bytes = self._bytes, io.BytesIO()
         if self._budget is not None and self.reserved:
             self._budget.release(self.reserved)
         self.reserved = 0
+        if reuse and self._pool is not None and not self._hashing:
+            self._pool.give(buffer, self.size)  # after the release, which made room for it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +186,7 @@ class S3Client:
         self.budget = budget
         self.provider = provider
         # Enough for each upload slot and the part filling beside it, for a few uploads.
-        self.buffers = BufferPool(keep=2 * parts_in_flight + 2, max_size=part_size)
+        self.buffers = BufferPool(keep=2 * parts_in_flight + 2, max_size=part_size, budget=budget)
         self._cleanups: set[asyncio.Task[None]] = set()
 
     def open_upload(
@@ -395,8 +415,8 @@ class ObjectUpload:
         size = self._grain()
         if current.size == 0:
             await self._reserve(current, size)  # a fresh buffer may wait: it holds nothing
-        elif self.storage.budget is None or self.storage.budget.try_acquire(size):
-            current.reserved += size
+        elif self._try_reserve(current, size):
+            return
         elif (
             self._upload_id is None
             and current.size >= MIN_PART_SIZE
@@ -417,9 +437,21 @@ class ObjectUpload:
             want = min(want, self._size_hint - self._buffered)
         return max(want, 1)
 
-    async def _reserve(self, buffer: PartBuffer, size: int) -> None:
+    def _try_reserve(self, buffer: PartBuffer, size: int) -> bool:
+        """Reserve without waiting, dropping idle pooled buffers if that makes room."""
         budget = self.storage.budget
         if budget is not None and not budget.try_acquire(size):
+            self.storage.buffers.drain()
+            if not budget.try_acquire(size):
+                return False
+        buffer.reserved += size
+        return True
+
+    async def _reserve(self, buffer: PartBuffer, size: int) -> None:
+        if self._try_reserve(buffer, size):
+            return
+        budget = self.storage.budget
+        if budget is not None:
             metrics.BUDGET_WAITS.inc()
             if self._on_budget_wait is not None:
                 await self._on_budget_wait()
