@@ -21,7 +21,7 @@ from tests.e2e.processes import write_generated
 from tests.support import Bucket, MiB, stored_sha256, wait_until
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Locator, Page
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless in a container as root, and nothing that phones home or updates itself mid-test.
@@ -114,10 +114,26 @@ def record_statuses(page: Page) -> None:
     )
 
 
-def wait_finished(page: Page, timeout_ms: float = 90_000) -> tuple[str, str]:
-    """The last upload's final state and status text, once it is no longer uploading."""
-    page.wait_for_selector("li.upload:last-child:not([data-state=uploading])", timeout=timeout_ms)
-    item = page.locator("li.upload").last
+def start_upload(page: Page) -> Locator:
+    """Click Upload and return the list item this click creates (one file chosen).
+
+    Items are only ever appended, so this click's item is the one after those already
+    listed; "the last item" would match the previous, finished one until it appears.
+    """
+    index = page.locator("li.upload").count()
+    page.click("#upload-button")
+    item = page.locator(f"li.upload:nth-child({index + 1})")
+    item.wait_for(state="attached")
+    return item
+
+
+def wait_finished(item: Locator, timeout_ms: float = 90_000) -> tuple[str, str]:
+    """The upload's final state and status text, once it is no longer uploading."""
+    item.page.wait_for_function(
+        "item => item.dataset.state !== 'uploading'",
+        arg=item.element_handle(),
+        timeout=timeout_ms,
+    )
     return str(item.get_attribute("data-state")), item.locator(".status").inner_text()
 
 
@@ -145,11 +161,10 @@ def test_upload_shows_progress_and_the_stored_result(
 
     page.fill("#title", "holiday")
     page.set_input_files("#file", path)
-    page.click("#upload-button")
-    state, status = wait_finished(page)
+    item = start_upload(page)
+    state, status = wait_finished(item)
     assert (state, status) == ("stored", "stored")
 
-    item = page.locator("li.upload").last
     assert item.locator(".name").inner_text() == "holiday video.bin"
     assert item.locator("progress").evaluate("bar => bar.value") == 100
     statuses: list[str] = page.evaluate("window.statuses")
@@ -182,13 +197,13 @@ def test_cancel_aborts_the_upload(
     throttle_uploads(page, 8 * MiB)  # 12 s for the whole file: Cancel lands well before
 
     page.set_input_files("#file", path)
-    page.click("#upload-button")
+    item = start_upload(page)
     # A second part has begun: the app holds an open multipart upload in storage.
     assert wait_until(lambda: bool(bucket.incomplete_uploads()), timeout=30)
-    page.click("li.upload .cancel")
-    state, status = wait_finished(page, timeout_ms=10_000)
+    item.locator(".cancel").click()
+    state, status = wait_finished(item, timeout_ms=10_000)
     assert (state, status) == ("cancelled", "cancelled")
-    assert page.locator("li.upload .cancel").is_disabled()
+    assert item.locator(".cancel").is_disabled()
 
     # The browser closed the connection; the app aborted what it had started.
     assert wait_until(lambda: not bucket.incomplete_uploads(), timeout=30), app.log()
@@ -222,8 +237,7 @@ def test_errors_are_shown_from_the_json_answers(
         "#file",
         files=[{"name": "tool.exe", "mimeType": "application/x-msdownload", "buffer": b"MZ" * 64}],
     )
-    page.click("#upload-button")
-    state, status = wait_finished(page)
+    state, status = wait_finished(start_upload(page))
     assert state == "failed"
     assert status.startswith("file_type_not_allowed: 'tool.exe' (application/x-msdownload)")
     assert page.inner_text("#notice") == ""
@@ -241,9 +255,9 @@ def test_errors_are_shown_from_the_json_answers(
         }"""
     )
     assert page.locator("#file").evaluate("input => input.files[0].name") == "notes.txt"
-    page.click("#upload-button")
-    assert wait_finished(page) == ("stored", "stored")
-    key = page.locator("li.upload").last.locator("dd.key").inner_text()
+    item = start_upload(page)
+    assert wait_finished(item) == ("stored", "stored")
+    key = item.locator("dd.key").inner_text()
     assert bucket.read(key) == b"remember the milk\n"
 
 
