@@ -25,10 +25,10 @@ from app.errors import (
     UploadError,
     error_response,
 )
-from app.formstream import MultipartStream
+from app.forms.multipart import MultipartStream
+from app.forms.upload import FormUpload
 from app.settings import Settings
-from app.storage import S3Client
-from app.uploads import FormUpload
+from app.storage.client import S3Client
 
 logger = logging.getLogger("app.endpoints")
 

@@ -21,9 +21,9 @@ from starlette.routing import Mount, Route
 from app import endpoints, metrics, page
 from app.errors import http_exception_handler, unexpected_error_handler
 from app.logs import configure_logging
-from app.memory import pin_mmap_threshold
-from app.s3session import open_storage
 from app.settings import Settings
+from app.storage.memory import pin_mmap_threshold
+from app.storage.session import open_storage
 
 logger = logging.getLogger("app")
 

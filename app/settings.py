@@ -8,41 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Literal
 
-from app.providers import PROFILES, ProviderProfile
-
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
-TiB = 1024 * GiB
-
-#: S3 refuses parts below 5 MiB (except the last) and above 5 GiB; B2 and MinIO agree.
-MIN_PART_SIZE = 5 * MiB
-MAX_PART_SIZE = 5 * GiB
-#: A single PutObject can carry at most 5 GiB.
-MAX_SINGLE_PUT = 5 * GiB
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": KiB,
-    "kib": KiB,
-    "kb": 1000,
-    "m": MiB,
-    "mib": MiB,
-    "mb": 1000**2,
-    "g": GiB,
-    "gib": GiB,
-    "gb": 1000**3,
-    "t": TiB,
-    "tib": TiB,
-    "tb": 1000**4,
-}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+from app.storage.partsize import MAX_PART_SIZE, MAX_SINGLE_PUT, MIN_PART_SIZE
+from app.storage.providers import PROFILES, ProviderProfile
+from app.units import KiB, MiB, parse_size
 
 ChecksumMode = Literal["when_required", "when_supported"]
 AddressingStyle = Literal["auto", "path", "virtual"]
@@ -53,18 +24,6 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
 
 
-def parse_size(text: str) -> int:
-    """Parse `10485760`, `10MiB`, `10 MB` or `10m` (k/m/g/t alone are binary, as in nginx)."""
-    match = _SIZE_RE.match(text)
-    if match is None or match.group(2).lower() not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (write bytes, or e.g. 10MiB, 50MB, 1GiB)")
-    number, unit = match.groups()
-    value = Decimal(number) * _UNITS[unit.lower()]  # exact: 4.1MB is 4100000 bytes
-    if value != value.to_integral_value():
-        raise ValueError(f"not a whole number of bytes: {text!r}")
-    return int(value)
-
-
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """What the service needs to know; defaults are the documented ones."""
@@ -73,8 +32,8 @@ class Settings:
     s3_bucket: str
     #: S3 API endpoint, e.g. `http://127.0.0.1:9000` for MinIO; None means AWS.
     s3_endpoint_url: str | None = None
-    #: Which store this is (app/providers.py): picks the per-part integrity check (Content-MD5
-    #: or CRC32), what is verified in the answers, and part rules. Empty: "aws" when no
+    #: Which store this is (app/storage/providers.py): picks the per-part integrity check
+    #: (Content-MD5 or CRC32), what is verified in the answers, and part rules. Empty: "aws" when no
     #: endpoint is set, else "generic".
     s3_provider: str = ""
     #: Parts per multipart upload; 0 takes the provider's limit (10,000 on all we know).
@@ -102,7 +61,7 @@ class Settings:
     multipart_threshold: int = 50 * MiB
     #: Part uploads running at once per file while the next part fills.
     parts_in_flight: int = 1
-    #: Bytes of file data the process may buffer across all uploads (app/budget.py); past
+    #: Bytes of file data the process may buffer across all uploads (app/storage/budget.py); past
     #: it, uploads stop reading their bodies until parts are stored. A buffer larger than the
     #: whole budget is still granted when nothing else is buffered (one at a time).
     memory_budget: int = 512 * MiB

@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from app.localstore import find_rclone
-from app.settings import Settings, parse_size
+from app.ops.localstore import find_rclone
+from app.settings import Settings
+from app.units import parse_size
 from bench import processes
 from bench.contenders import (
     BenchError,

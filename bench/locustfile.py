@@ -4,7 +4,8 @@ Each task posts one generated file of LOCUST_UPLOAD_SIZE bytes (default 64MiB; u
 service's settings) as multipart/form-data, streamed from a generator with an exact
 Content-Length, and counts it a success only on 201 with the `sha256` of the bytes sent.
 UPLOAD_TOKEN, when set, goes as a bearer token. The bodies come from the same code as
-`python -m app loadtest` (app/formbody.py, app/generated.py), so run it where `app` imports:
+`python -m app loadtest` (app/client/formbody.py, app/client/generated.py), so run it where
+`app` imports:
 
     .venv/bin/pip install locust
     .venv/bin/locust -f bench/locustfile.py --host http://127.0.0.1:8000 \\
@@ -23,9 +24,9 @@ from collections.abc import Iterable, Iterator
 
 from locust import HttpUser, constant, task
 
-from app.formbody import FormFile, MultipartBody
-from app.generated import generated_chunks
-from app.settings import parse_size
+from app.client.formbody import FormFile, MultipartBody
+from app.client.generated import generated_chunks
+from app.units import parse_size
 
 SIZE = parse_size(os.environ.get("LOCUST_UPLOAD_SIZE", "64MiB"))
 TOKEN = os.environ.get("UPLOAD_TOKEN")

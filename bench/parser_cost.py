@@ -1,4 +1,4 @@
-"""`python -m bench.parser_cost`: what CR/LF-heavy bodies cost app.formstream.MultipartStream.
+"""`python -m bench.parser_cost`: what CR/LF-heavy bodies cost app.forms.multipart.MultipartStream.
 
 A file made of CR, LF and partial boundaries keeps the parser on its slow path: every
 `\\r\\n--` may begin a delimiter, so it must hold bytes back and look again. This prints, for
@@ -15,8 +15,8 @@ import random
 import time
 from collections.abc import Callable
 
-from app.formstream import MultipartStream
-from app.settings import MiB, parse_size
+from app.forms.multipart import MultipartStream
+from app.units import MiB, parse_size
 
 BOUNDARY = b"----streaming-upload-bench-7Qk2"
 

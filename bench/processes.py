@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from app.localstore import find_rclone, free_port, wait_for_port
+from app.ops.localstore import find_rclone, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "nginx"

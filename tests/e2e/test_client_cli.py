@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.generated import generated_chunks
-from app.loadtest import LoadPlan
+from app.client.generated import generated_chunks
+from app.client.loadtest import LoadPlan
 from tests.e2e.processes import ROOT, AppProcess, write_generated
 from tests.support import Bucket, MiB, iter_generated, stored_sha256
 

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from aiohttp import web
 
-from app.s3session import client_config
 from app.settings import Settings
+from app.storage.session import client_config
 from tests.e2e.processes import AppProcess, Nginx, generated, get_json, post_generated
 from tests.faulty_s3 import FaultyS3, operation
 from tests.support import (

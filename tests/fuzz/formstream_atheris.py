@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing of the multipart glue (app/formstream.py) with atheris.
+"""Coverage-guided fuzzing of the multipart glue (app/forms/multipart.py) with atheris.
 
 `python tests/fuzz/formstream_atheris.py CORPUS_DIR -max_total_time=60` (libFuzzer flags).
 Each input is a chunk size and a body. The oracle: feeding the body in chunks of that size
@@ -16,7 +16,7 @@ import atheris
 
 with atheris.instrument_imports():
     from app.errors import MalformedMultipart, PartHeadersTooLarge
-    from app.formstream import Event, MultipartStream, PartEnd, PartStart
+    from app.forms.multipart import Event, MultipartStream, PartEnd, PartStart
 
 BOUNDARY = "fuzz-boundary"
 HEADERS = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.formstream import MultipartStream
+from app.forms.multipart import MultipartStream
 from tests.fuzz import formstream_atheris as harness
 from tests.support import FieldPart, FilePart, multipart_body
 

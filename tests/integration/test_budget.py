@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from app.settings import Settings
-from app.storage import S3Client
+from app.storage.client import S3Client
 from tests.integration.conftest import PART, app_client
 from tests.support import Bucket, FieldPart, FilePart, content_type, multipart_body, sha256
 

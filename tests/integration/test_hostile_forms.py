@@ -111,7 +111,7 @@ HUGE_HEADERS = {
     # 64 KiB of header section in 4,000 ordinary lines (UPLOAD_MAX_PART_HEADER_SIZE 16 KiB).
     "many-lines": HEAD + b"".join(b"X-Pad-%04d: v\r\n" % i for i in range(4000)) + b"\r\nabc",
     "one-long-line": HEAD + b"X-Pad: " + b"a" * (256 * KiB) + b"\r\n\r\nabc",
-    # No CR LF ever: the parser would buffer it all (see app/formstream.py).
+    # No CR LF ever: the parser would buffer it all (see app/forms/multipart.py).
     "unending-header-line": HEAD + b"X-Pad: " + b"a" * (4 * MiB),
     "unending-boundary-line": b"--" + B + b"x" * (4 * MiB),
     "unending-disposition": b"--"

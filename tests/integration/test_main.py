@@ -8,7 +8,8 @@ from starlette.applications import Starlette
 
 import app.main
 from app.main import from_env
-from app.settings import MiB, SettingsError
+from app.settings import SettingsError
+from app.units import MiB
 from tests.support import Bucket
 
 pytestmark = pytest.mark.anyio

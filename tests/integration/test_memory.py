@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from app.settings import MiB, parse_size
+from app.units import MiB, parse_size
 from tests.support import (
     BOUNDARY,
     Bucket,

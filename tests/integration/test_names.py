@@ -1,6 +1,6 @@
 """Hostile and unusual filenames through the app, against moto on loopback (../shared/
 TESTING.md, "Names and keys"): every file is stored intact under a server-made key inside the
-prefix, and the name the client sent comes back in the response. app/keys.py's rules are
+prefix, and the name the client sent comes back in the response. app/forms/keys.py's rules are
 tested in tests/unit/test_keys.py; here the names travel as real Content-Disposition bytes,
 escaped as browsers and curl escape them, through the parser.
 """
@@ -14,7 +14,7 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 
-from app.keys import MAX_ENCODED_NAME, MAX_NAME_BYTES, ORIGINAL_NAME_KEY
+from app.forms.keys import MAX_ENCODED_NAME, MAX_NAME_BYTES, ORIGINAL_NAME_KEY
 from tests.support import BOUNDARY, Bucket, FilePart, chunked, content_type, multipart_body
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from app.__main__ import main
-from app.sweeper import parse_duration
+from app.ops.sweep import parse_duration
 from tests.support import Bucket, RcloneS3
 
 

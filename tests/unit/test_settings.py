@@ -7,18 +7,9 @@ import re
 
 import pytest
 
-from app.settings import (
-    MAX_PART_SIZE,
-    MAX_SINGLE_PUT,
-    MIN_PART_SIZE,
-    GiB,
-    KiB,
-    MiB,
-    Settings,
-    SettingsError,
-    TiB,
-    parse_size,
-)
+from app.settings import Settings, SettingsError
+from app.storage.partsize import MAX_PART_SIZE, MAX_SINGLE_PUT, MIN_PART_SIZE
+from app.units import GiB, KiB, MiB, TiB, parse_size
 
 BUCKET = {"S3_BUCKET": "my-bucket"}
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.errors import StorageFailed
-from app.formstream import MultipartStream, PartEnd, PartStart
+from app.forms.multipart import MultipartStream, PartEnd, PartStart
 from app.storage import S3Client
 from tests.support import FilePart, content_type, multipart_body
 from tests.unit.fakes import FakeS3, md5_etag

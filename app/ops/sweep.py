@@ -14,8 +14,8 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
-from app.s3session import open_storage
 from app.settings import Settings
+from app.storage.session import open_storage
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

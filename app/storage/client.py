@@ -20,13 +20,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from app import metrics
-from app.budget import MemoryBudget
 from app.errors import IntegrityFailed, KeyExists, StorageFailed
-from app.partsize import plan_part_size
-from app.providers import PROFILES, ProviderProfile
-from app.settings import MIN_PART_SIZE
+from app.storage.budget import MemoryBudget
+from app.storage.partsize import MIN_PART_SIZE, plan_part_size
+from app.storage.providers import PROFILES, ProviderProfile
 
-logger = logging.getLogger("app.storage")
+logger = logging.getLogger("app.storage.client")
 
 Buffer = bytes | bytearray | memoryview
 
@@ -205,7 +204,7 @@ class S3Client:
         `size_hint` is an upper bound on the object's size (a request's Content-Length).
         Below the threshold the object is held for one PutObject; otherwise it is held only
         while it fits in its first part, and becomes a multipart upload once a second part
-        begins. `on_budget_wait` runs before the upload waits for memory (see app.budget).
+        begins. `on_budget_wait` runs before the upload waits for memory (see app.storage.budget).
         """
         part_size = plan_part_size(self.part_size, size_hint, self.provider.max_parts)
         if force_multipart:

@@ -1,4 +1,4 @@
-"""The upload CLI (app/client.py) against httpx.MockTransport: what it sends, what it prints,
+"""The upload CLI (app/client/upload.py) against httpx.MockTransport: what it sends, what it prints,
 its exit status. tests/e2e/test_client_cli.py runs it as a process against a real service."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import client
-from app.formstream import MultipartStream, PartEnd, PartStart
+from app.client import upload as client
+from app.forms.multipart import MultipartStream, PartEnd, PartStart
 
 
 def parse_request(request: httpx.Request) -> tuple[dict[str, str], dict[str, bytes]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.formstream import MultipartStream, PartEnd, PartStart
+from app.forms.multipart import MultipartStream, PartEnd, PartStart
 from tests.support import BOUNDARY, FilePart, content_type, part_head
 
 KiB = 1024

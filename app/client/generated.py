@@ -15,7 +15,7 @@ import random
 import struct
 from collections.abc import Iterator
 
-from app.formbody import CHUNK_SIZE
+from app.client.formbody import CHUNK_SIZE
 
 _POOL_SIZE = 8 * 1024 * 1024
 _HEADER = struct.Struct(">QQ")  # seed, chunk index

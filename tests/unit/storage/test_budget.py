@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from app.budget import MemoryBudget
-from app.storage import S3Client
+from app.storage.budget import MemoryBudget
+from app.storage.client import S3Client
 from tests.unit.fakes import FakeS3
 
 pytestmark = pytest.mark.anyio

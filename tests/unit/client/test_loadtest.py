@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from app import loadtest
-from app.client import UsageError
-from app.formstream import MultipartStream, PartEnd, PartStart
-from app.generated import generated_chunks
-from app.loadstats import MemoryReport, Outcome, Summary, percentile
-from app.loadtest import LoadPlan, run_load
-from app.memwatch import parse_resident_memory, read_vmrss
+from app.client import loadtest
+from app.client.generated import generated_chunks
+from app.client.loadstats import MemoryReport, Outcome, Summary, percentile
+from app.client.loadtest import LoadPlan, run_load
+from app.client.memwatch import parse_resident_memory, read_vmrss
+from app.client.upload import UsageError
+from app.forms.multipart import MultipartStream, PartEnd, PartStart
 
 MiB = 1024 * 1024
 

@@ -24,12 +24,12 @@ from app.errors import (
     TooManyFiles,
     TooManyParts,
 )
-from app.formstream import Event, PartEnd, PartStart
-from app.keys import ORIGINAL_NAME_KEY, client_object_key, encoded_original_name, object_key
+from app.forms.keys import ORIGINAL_NAME_KEY, client_object_key, encoded_original_name, object_key
+from app.forms.multipart import Event, PartEnd, PartStart
 from app.settings import Settings
-from app.storage import ObjectUpload, S3Client, StoredObject
+from app.storage.client import ObjectUpload, S3Client, StoredObject
 
-logger = logging.getLogger("app.uploads")
+logger = logging.getLogger("app.forms.upload")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,128}")
 
@@ -155,7 +155,7 @@ class FormUpload:
         """About to wait for memory: send the finished files held for a single PutObject.
 
         They would otherwise hold budget until the end of a body we stop reading, and
-        requests doing the same could wait for each other forever (app/budget.py).
+        requests doing the same could wait for each other forever (app/storage/budget.py).
         """
         for entry in self.files:
             if entry is not self._file and entry.upload.strategy == "single":

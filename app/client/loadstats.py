@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from app.progress import format_bytes, format_rate
+from app.client.progress import format_bytes, format_rate
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

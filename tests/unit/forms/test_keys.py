@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from app.keys import (
+from app.forms.keys import (
     MAX_ENCODED_NAME,
     MAX_NAME_BYTES,
     encoded_original_name,
@@ -450,7 +450,7 @@ def test_joiners_are_kept_for_emoji_and_scripts(name: str) -> None:
     ],
 )
 def test_clean_content_type(value: str | None, expected: str) -> None:
-    from app.uploads import clean_content_type
+    from app.forms.upload import clean_content_type
 
     assert clean_content_type(value) == expected
 

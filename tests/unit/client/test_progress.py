@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from app.progress import StatusLine, format_bytes, format_clock, transfer_status
+from app.client.progress import StatusLine, format_bytes, format_clock, transfer_status
 
 MiB = 1024 * 1024
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from app.settings import MAX_PART_SIZE, MIN_PART_SIZE, MiB
+from app.units import GiB, MiB
+
+#: S3 refuses parts below 5 MiB (except the last) and above 5 GiB; B2 and MinIO agree.
+MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * GiB
+#: A single PutObject can carry at most 5 GiB.
+MAX_SINGLE_PUT = 5 * GiB
 
 #: S3, B2 and MinIO accept at most 10,000 parts in one multipart upload.
 MAX_PARTS = 10_000
 #: The largest object S3 stores (5 TiB).
-MAX_OBJECT_SIZE = 5 * 1024 * 1024 * MiB
+MAX_OBJECT_SIZE = 5 * 1024 * GiB
 
 
 class ObjectTooLarge(ValueError):

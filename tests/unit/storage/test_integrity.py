@@ -1,4 +1,5 @@
-"""Per-part integrity checks and answer verification, per provider profile (app/providers.py).
+"""Per-part integrity checks and answer verification, per provider profile
+(app/storage/providers.py).
 
 The recording fake verifies Content-MD5 like a real store and answers MD5 ETags (and echoes
 CRC32 checksums); `wrong_etag` / `wrong_checksum` make it answer like a store that kept other
@@ -14,8 +15,8 @@ import random
 import pytest
 
 from app.errors import IntegrityFailed
-from app.providers import PROFILES
-from app.storage import S3Client
+from app.storage.client import S3Client
+from app.storage.providers import PROFILES
 from tests.unit.fakes import FakeS3
 
 pytestmark = pytest.mark.anyio

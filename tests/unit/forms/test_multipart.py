@@ -1,7 +1,7 @@
 """streaming-form-data's quirks (pinned against the raw library) and our MultipartStream wrapper.
 
 The first half drives `StreamingFormDataParser` directly with a recording target: each test pins
-one behaviour listed in the docstring of app/formstream.py, so an upgrade of the library that
+one behaviour listed in the docstring of app/forms/multipart.py, so an upgrade of the library that
 changes it fails here, with a message naming what to revisit. The second half checks that
 `MultipartStream` turns any split of a body into the same events and rejects what it must.
 """
@@ -18,7 +18,7 @@ from streaming_form_data.parser import ParseFailedException
 from streaming_form_data.targets import BaseTarget
 
 from app.errors import MalformedMultipart, PartHeadersTooLarge, UnsupportedMediaType
-from app.formstream import Event, MultipartStream, PartEnd, PartStart
+from app.forms.multipart import Event, MultipartStream, PartEnd, PartStart
 from tests.support import (
     BOUNDARY,
     FieldPart,
@@ -270,7 +270,7 @@ def test_pin_on_finish_runs_before_parse_failed(bad: bytes) -> None:
     assert target.names()[:3] == ["matches", "filename", "start"]
     assert target.count("finish") >= 1, (
         "streaming-form-data no longer calls on_finish for the open part when parsing fails: "
-        "the module docstring of app/formstream.py is out of date"
+        "the module docstring of app/forms/multipart.py is out of date"
     )
     assert set(target.names()[3:]) == {"finish"}
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.formbody import FileSizeChanged, FormField, FormFile, MultipartBody, quote
-from app.formstream import MultipartStream, PartEnd, PartStart
+from app.client.formbody import FileSizeChanged, FormField, FormFile, MultipartBody, quote
+from app.forms.multipart import MultipartStream, PartEnd, PartStart
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from app.partsize import MAX_OBJECT_SIZE, MAX_PARTS, ObjectTooLarge, plan_part_size
+from app.storage.partsize import MAX_OBJECT_SIZE, MAX_PARTS, ObjectTooLarge, plan_part_size
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from app.formbody import CHUNK_SIZE, FileSizeChanged, FormField, FormFile, MultipartBody
-from app.progress import StatusLine, format_bytes, format_clock, format_rate, transfer_status
+from app.client.formbody import CHUNK_SIZE, FileSizeChanged, FormField, FormFile, MultipartBody
+from app.client.progress import StatusLine, format_bytes, format_clock, format_rate, transfer_status
 
 #: Seconds any one network read or write may wait. Generous: the service pauses reading
 #: while a part goes to storage, and answers only after the last part is stored.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from app.loadstats import MemoryReport
+from app.client.loadstats import MemoryReport
 
 
 class MemoryWatch:

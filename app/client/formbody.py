@@ -2,7 +2,7 @@
 
 A body is made part by part from each file's chunks and never held whole. When every file's
 size is known, the exact Content-Length is computed before the first byte is sent: the service
-plans its part sizes from it (app/partsize.py) and refuses an over-limit body before reading
+plans its part sizes from it (app/storage/partsize.py) and refuses an over-limit body before reading
 it. A file of unknown size (stdin, a pipe) makes the body one for chunked transfer instead.
 """
 

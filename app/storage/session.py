@@ -9,9 +9,9 @@ import aioboto3
 from aiobotocore.config import AioConfig
 
 from app import metrics
-from app.budget import MemoryBudget
 from app.settings import Settings
-from app.storage import S3Client
+from app.storage.budget import MemoryBudget
+from app.storage.client import S3Client
 
 
 def client_config(settings: Settings) -> AioConfig:

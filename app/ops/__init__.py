@@ -1,0 +1,1 @@
+"""Running the service: the embedded local store and the sweeper of abandoned uploads."""
