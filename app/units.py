@@ -1,4 +1,4 @@
-"""Byte sizes as people write them: `10MiB`, `50 MB`, `10m`.
+"""Byte sizes as people write them: `10MiB`, `50 MB`, `10m`, read and written.
 
 Shared by the service's settings and the client tools, so it imports nothing of either.
 """
@@ -42,3 +42,15 @@ def parse_size(text: str) -> int:
     if value != value.to_integral_value():
         raise ValueError(f"not a whole number of bytes: {text!r}")
     return int(value)
+
+
+def format_size(size: int) -> str:
+    """`10MiB` for 10485760: the largest binary unit that divides `size` exactly, else bytes.
+
+    `parse_size` reads the result back to the same number, so the documented defaults can be
+    pasted into the environment as they are.
+    """
+    for unit, name in ((TiB, "TiB"), (GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+        if size and size % unit == 0:
+            return f"{size // unit}{name}"
+    return str(size)
