@@ -89,7 +89,8 @@ class Settings:
         "S3_KEY_PREFIX",
         "uploads/",
         verbatim=True,
-        doc="every key starts with it; taken as given (not trimmed; set but empty: no prefix)",
+        doc="every key starts with it, exactly as given: not trimmed, and set but empty is "
+        "no prefix",
     )
     s3_checksum_mode: ChecksumMode = choice(  # noqa: RUF009 - a str, immutable
         "S3_CHECKSUM_MODE",

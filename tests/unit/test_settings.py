@@ -1,15 +1,26 @@
-"""Settings.from_env and parse_size: documented defaults, accepted sizes, and clear errors."""
+"""Settings: documented defaults, the environment read once, clear errors, the docs table."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.settings import Settings, SettingsError
+from app.envvars import variable_of
+from app.settings import (
+    TABLE_BEGIN,
+    TABLE_END,
+    Settings,
+    SettingsError,
+    settings_table,
+    with_settings_table,
+)
+from app.settings import main as settings_main
 from app.storage.partsize import MAX_PART_SIZE, MAX_SINGLE_PUT, MIN_PART_SIZE
-from app.units import GiB, KiB, MiB, TiB, parse_size
+from app.units import GiB, KiB, MiB
 
 BUCKET = {"S3_BUCKET": "my-bucket"}
 
@@ -18,11 +29,10 @@ def from_env(**extra: str) -> Settings:
     return Settings.from_env({**BUCKET, **extra})
 
 
-# --- units --------------------------------------------------------------------------------------
+# --- the limits the rules use -------------------------------------------------------------------
 
 
-def test_unit_constants() -> None:
-    assert (KiB, MiB, GiB, TiB) == (1024, 1024**2, 1024**3, 1024**4)
+def test_s3_limits() -> None:
     assert MIN_PART_SIZE == 5_242_880  # 5 MiB
     assert MAX_PART_SIZE == 5_368_709_120  # 5 GiB
     assert MAX_SINGLE_PUT == 5_368_709_120  # 5 GiB
@@ -173,94 +183,6 @@ def test_max_attempts_limits_are_inclusive(value: int) -> None:
     assert from_env(S3_MAX_ATTEMPTS=str(value)).s3_max_attempts == value
 
 
-# --- parse_size ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("10485760", 10_485_760),
-        ("10MiB", 10 * MiB),
-        ("10 MiB", 10 * MiB),
-        ("10m", 10 * MiB),
-        ("10M", 10 * MiB),
-        ("10mib", 10 * MiB),
-        ("  10MiB  ", 10 * MiB),
-        ("1GiB", GiB),
-        ("1g", GiB),
-        ("2TiB", 2 * TiB),
-        ("1t", TiB),
-        ("50MB", 50_000_000),
-        ("50mb", 50_000_000),
-        ("1KB", 1000),
-        ("1GB", 1_000_000_000),
-        ("1TB", 1_000_000_000_000),
-        ("1KiB", KiB),
-        ("1k", KiB),
-        ("512B", 512),
-        ("512b", 512),
-        ("0", 0),
-        ("1.5MiB", 1_572_864),
-        ("0.5KiB", 512),
-        ("2.0GiB", 2 * GiB),
-        ("1.5KB", 1500),
-    ],
-)
-def test_parse_size_accepts(text: str, expected: int) -> None:
-    result = parse_size(text)
-    assert result == expected
-    assert type(result) is int
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        "   ",
-        "ten",
-        "10XB",
-        "10MiBs",
-        "10 Mi B",
-        "-5",
-        "+5",
-        "1.3B",  # not a whole number of bytes
-        "1.1KiB",  # 1126.4 bytes
-        ".5MiB",
-        "5.",
-        "1e6",
-        "0x10",
-        "10,000",
-        "MiB",
-    ],
-)
-def test_parse_size_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(repr(text))):
-        parse_size(text)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("4.1MB", 4_100_000),
-        ("8.2MB", 8_200_000),
-        ("16.1MB", 16_100_000),
-        ("2.01KB", 2_010),
-        ("4.1GB", 4_100_000_000),
-        ("1.07GB", 1_070_000_000),
-        ("1.005MB", 1_005_000),
-    ],
-)
-def test_parse_size_accepts_decimal_sizes_that_are_whole_bytes(text: str, expected: int) -> None:
-    """Each of these is an exact whole number of bytes, so none may be refused as fractional."""
-    assert parse_size(text) == expected
-
-
-def test_parse_size_is_exact_for_large_byte_counts() -> None:
-    """Plain byte counts must come back exactly, not rounded through a float."""
-    assert parse_size(str(2**53 + 1)) == 2**53 + 1
-    assert parse_size("123456789012345678901") == 123456789012345678901
-
-
 # --- errors name the variable -------------------------------------------------------------------
 
 
@@ -366,3 +288,154 @@ def test_allowed_types_are_parsed_and_checked() -> None:
     assert Settings.from_env(env).allowed_types == ("image/*", ".pdf", "video/mp4")
     with pytest.raises(SettingsError, match="UPLOAD_ALLOWED_TYPES"):
         Settings.from_env({"S3_BUCKET": "b", "UPLOAD_ALLOWED_TYPES": "pdf"})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("minio", "minio"), (" MinIO ", "minio"), ("", "")])
+def test_provider_is_trimmed_and_lower_cased(raw: str, expected: str) -> None:
+    assert from_env(S3_PROVIDER=raw).s3_provider == expected
+
+
+def test_unknown_provider_lists_the_known_ones() -> None:
+    with pytest.raises(SettingsError, match=r"^S3_PROVIDER must be one of aws, minio, b2, r2, gen"):
+        from_env(S3_PROVIDER="wasabi")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("", ""), ("  a/b/ ", "  a/b/ "), ("tenant/", "tenant/")]
+)
+def test_key_prefix_is_taken_as_given(raw: str, expected: str) -> None:
+    """Unlike every other variable, S3_KEY_PREFIX is not trimmed, and set but empty is no prefix."""
+    assert from_env(S3_KEY_PREFIX=raw).s3_key_prefix == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("off", "off"), (" ON ", "on"), ("Auto", "auto")])
+def test_payload_signing_is_lower_cased(raw: str, expected: str) -> None:
+    assert from_env(S3_PAYLOAD_SIGNING=raw).s3_payload_signing == expected
+
+
+def test_bad_choice_from_the_environment_quotes_the_value() -> None:
+    with pytest.raises(
+        SettingsError, match=r"^S3_PAYLOAD_SIGNING: not auto, on or off: 'sometimes'$"
+    ):
+        from_env(S3_PAYLOAD_SIGNING="sometimes")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("s3_checksum_mode", "bogus", "S3_CHECKSUM_MODE must be when_required or when_supported"),
+        ("s3_payload_signing", "OFF", "S3_PAYLOAD_SIGNING must be auto, on or off"),
+        ("s3_addressing_style", "dns", "S3_ADDRESSING_STYLE must be auto, path or virtual"),
+        ("s3_provider", "wasabi", "S3_PROVIDER must be one of"),
+        ("s3_max_parts", 10_001, "S3_MAX_PARTS must be 0 (provider's) to 10000"),
+        ("memory_budget", MIN_PART_SIZE - 1, "UPLOAD_MEMORY_BUDGET must be at least 5 MiB"),
+        ("max_concurrent", -1, "UPLOAD_MAX_CONCURRENT must be 0 (no limit) or more"),
+        ("idle_timeout", -0.5, "UPLOAD_IDLE_TIMEOUT must be 0 (off) or more seconds"),
+        ("allowed_types", ("pdf",), "UPLOAD_ALLOWED_TYPES must list content types"),
+    ],
+)
+def test_constructor_names_the_variable_and_its_rule(
+    field: str, value: object, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=f"^{re.escape(message)}"):
+        Settings(s3_bucket="b", **{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("on", True),
+        ("ON", True),
+        ("1", True),
+        ("true", True),
+        ("yes", True),
+        ("off", False),
+        ("0", False),
+        ("False", False),
+        ("no", False),
+        ("", False),
+    ],
+)
+def test_flags_read_on_and_off(raw: str, expected: bool) -> None:
+    settings = from_env(UPLOAD_CLIENT_KEYS=raw, UPLOAD_NO_OVERWRITE=raw)
+    assert (settings.client_keys, settings.no_overwrite) == (expected, expected)
+
+
+def test_bad_flag_quotes_the_value() -> None:
+    with pytest.raises(SettingsError, match=r"^UPLOAD_NO_OVERWRITE: not on/off: 'maybe'$"):
+        from_env(UPLOAD_NO_OVERWRITE="maybe")
+
+
+def test_from_env_without_a_mapping_reads_the_process_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("S3_BUCKET", "from-the-process")
+    monkeypatch.setenv("UPLOAD_PARTS_IN_FLIGHT", "3")
+    settings = Settings.from_env()
+    assert (settings.s3_bucket, settings.parts_in_flight) == ("from-the-process", 3)
+
+
+def test_a_value_that_cannot_be_read_is_reported_before_a_missing_bucket() -> None:
+    with pytest.raises(SettingsError, match=r"^UPLOAD_PART_SIZE: not a size"):
+        Settings.from_env({"UPLOAD_PART_SIZE": "huge"})
+
+
+# --- declarations and the docs table ------------------------------------------------------------
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+
+
+def test_every_field_declares_its_own_variable() -> None:
+    names = [variable_of(field).name for field in dataclasses.fields(Settings)]
+    assert len(names) == len(set(names))
+    assert all(name.startswith(("S3_", "UPLOAD_")) for name in names)
+
+
+#: Fields whose table cell shows the default as one value (others explain it in words).
+SHOWN_AS_A_VALUE = [
+    field
+    for field in dataclasses.fields(Settings)
+    if re.fullmatch(r"`[^`]*`", variable_of(field).default_doc)
+]
+
+
+@pytest.mark.parametrize("field", SHOWN_AS_A_VALUE, ids=lambda field: field.name)
+def test_a_documented_default_reads_back_as_the_default(field: dataclasses.Field[Any]) -> None:
+    """Set to what the table shows, the variable gives the field's default."""
+    variable = variable_of(field)
+    environ = {**BUCKET, variable.name: variable.default_doc.strip("`")}
+    assert getattr(Settings.from_env(environ), field.name) == field.default
+
+
+def test_table_shows_sizes_with_units() -> None:
+    rows = {row.split(" | ")[0]: row for row in settings_table().splitlines()}
+    assert rows["| `UPLOAD_PART_SIZE`"].split(" | ")[1] == "`10MiB`"
+    assert rows["| `UPLOAD_MAX_FIELD_SIZE`"].split(" | ")[1] == "`64KiB`"
+    assert rows["| `UPLOAD_IDLE_TIMEOUT`"].split(" | ")[1] == "`60`"
+    assert rows["| `UPLOAD_CLIENT_KEYS`"].split(" | ")[1] == "`off`"
+    assert len(rows) == 2 + len(dataclasses.fields(Settings))
+
+
+def test_docs_page_table_matches_the_declarations() -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    assert with_settings_table(page) == page, (
+        "the settings table of docs/configuration.md is stale: "
+        "run `python -m app.settings --write-docs docs/configuration.md`"
+    )
+
+
+def test_write_docs_replaces_only_the_table(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(f"# Title\n\n{TABLE_BEGIN}\n| old | table |\n{TABLE_END}\n\nAfter.\n")
+    assert settings_main(["--write-docs", str(page)]) == 0
+    assert (
+        page.read_text() == f"# Title\n\n{TABLE_BEGIN}\n{settings_table()}{TABLE_END}\n\nAfter.\n"
+    )
+
+
+def test_write_docs_refuses_a_page_without_the_markers(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n")
+    with pytest.raises(ValueError, match="the page needs"):
+        settings_main(["--write-docs", str(page)])
+    assert page.read_text() == "# Title\n"
