@@ -5,7 +5,7 @@ back once its bytes are stored (or dropped). When the budget is spent, an upload
 filling its next buffer, which stops it reading its request body: the client is slowed by TCP
 backpressure, no request fails. Waiters are served first come, first served.
 
-Deadlock freedom rests on two rules kept by `storage.ObjectUpload` and `uploads.FormUpload`:
+Deadlock freedom rests on two rules kept by app/storage/upload.py and app/forms/upload.py:
 a buffer reserves its whole size before its first byte (it never waits half-filled), and an
 upload about to wait first sends what it holds back for a single PutObject, so every reserved
 byte is either on its way to storage (and will be released) or in a buffer being filled by a
@@ -28,7 +28,7 @@ class MemoryBudget:
         self.limit = limit
         self.used = 0
         self.peak = 0
-        #: Bytes of idle buffers kept for reuse (storage.BufferPool): not in use, but memory,
+        #: Bytes of idle buffers kept for reuse (app/storage/buffers.py): not in use, but memory,
         #: so they count against the limit until they are used or dropped.
         self.idle = 0
         self._on_change = on_change  # told the bytes in use after every change (metrics)

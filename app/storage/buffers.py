@@ -1,0 +1,222 @@
+"""Part buffers: the bytes of one part as they arrive, a pool that reuses their memory, and
+the memory budget each upload's buffers reserve before they fill (app/storage/budget.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from collections.abc import Awaitable, Callable
+
+from app import metrics
+from app.storage.budget import MemoryBudget
+
+Buffer = bytes | bytearray | memoryview
+
+
+class BufferPool:
+    """Part buffers kept after use, so the next part reuses their memory.
+
+    A fresh buffer costs a page fault for every 4 KiB written into it (and the kernel zeroes
+    each page first); at 10 MiB parts that was a third of the service's CPU time. Only
+    buffers whose part was stored are kept (a cancelled request's HTTP client may still be
+    reading its buffer), and only a few, no larger than a part: idle memory stays small.
+
+    Kept buffers count as idle memory in the budget, so the budget still bounds all part
+    memory; they are dropped (`drain`) as soon as an upload would have to wait for memory.
+    """
+
+    def __init__(self, keep: int, max_size: int, budget: MemoryBudget | None = None) -> None:
+        self.keep = keep
+        self.max_size = max_size
+        self._budget = budget
+        self._spare: list[tuple[io.BytesIO, int]] = []
+
+    def take(self) -> io.BytesIO:
+        if not self._spare:
+            return io.BytesIO()
+        buffer, held = self._spare.pop()
+        if self._budget is not None:
+            self._budget.release_idle(held)  # the taker has reserved its own
+        return buffer
+
+    def give(self, buffer: io.BytesIO, size: int) -> None:
+        if len(self._spare) >= self.keep or size > self.max_size:
+            return
+        budget = self._budget
+        if budget is not None and not budget.keep_idle(size):
+            return  # memory is short: let it go
+        buffer.seek(0)  # overwritten from the start; body() cuts it to the new size
+        self._spare.append((buffer, size))
+
+    def drain(self) -> None:
+        """Drop every kept buffer and give its memory back to the budget."""
+        spare, self._spare = self._spare, []
+        if self._budget is not None:
+            for _, held in spare:
+                self._budget.release_idle(held)
+
+
+class PartBuffer:
+    """The bytes of one part as they arrive.
+
+    Kept in an io.BytesIO because aiohttp sends a BytesIO body in 64 KiB writes that yield to
+    the event loop, while a raw bytes body over 1 MiB goes in one write (it warns that this
+    may block the loop). Appending to a BytesIO grows it in place: no copy per part.
+
+    `reserved` is what the buffer holds of the memory budget: it is reserved before bytes are
+    appended (never more than that is appended) and given back by `release()`.
+    """
+
+    __slots__ = ("_budget", "_bytes", "_hashing", "_pool", "_taken", "reserved", "size")
+
+    def __init__(self, budget: MemoryBudget | None = None, pool: BufferPool | None = None) -> None:
+        self._budget = budget
+        self._pool = pool
+        self._bytes = io.BytesIO()
+        self._taken = False  # a pooled buffer is taken at the first byte, not before
+        self._hashing = False
+        self.size = 0
+        self.reserved = 0
+
+    def append(self, data: Buffer) -> None:
+        if not self._taken:
+            # A pooled buffer may hold an earlier part's bytes past `size`: they are
+            # overwritten as this part fills, and cut off by body().
+            self._taken = True
+            if self._pool is not None:
+                self._bytes = self._pool.take()
+        self.size += self._bytes.write(data)
+
+    def body(self) -> io.BytesIO:
+        """The part ready to send (read from its start)."""
+        self._bytes.truncate(self.size)
+        self._bytes.seek(0)
+        return self._bytes
+
+    def trim(self) -> None:
+        """Give back the reserved memory this buffer will not fill (its object has ended)."""
+        if self._budget is not None and self.reserved > self.size:
+            self._budget.release(self.reserved - self.size)
+        self.reserved = min(self.reserved, self.size)
+
+    async def md5(self) -> bytes:
+        """MD5 of the bytes, computed in a thread: hashlib releases the GIL for large
+        buffers, so the event loop keeps receiving the next part on the other core."""
+        buffer, size = self._bytes, self.size  # viewed only inside the thread
+        self._hashing = True  # if we are cancelled, the thread may still be reading it
+        digest = await asyncio.to_thread(lambda: hashlib.md5(buffer.getbuffer()[:size]).digest())
+        self._hashing = False
+        return digest
+
+    def release(self, *, reuse: bool = False) -> None:
+        """Drop the bytes and give their memory back to the budget (idempotent).
+
+        `reuse`: the part was stored, nothing reads the buffer any more: it may be pooled.
+        """
+        buffer, self._bytes = self._bytes, io.BytesIO()
+        if self._budget is not None and self.reserved:
+            self._budget.release(self.reserved)
+        self.reserved = 0
+        if reuse and self._pool is not None and not self._hashing:
+            self._pool.give(buffer, self.size)  # after the release, which made room for it
+
+
+class ObjectBuffers:
+    """One object's part buffers: the one filling, full ones held back, and the memory budget
+    they reserve.
+
+    A buffer reserves before it fills (never in the middle of a chunk it cannot hold), and
+    never more than a part or than the size hint says can still come. Without a budget (unit
+    tests, scripts) every reservation is granted at once.
+    """
+
+    def __init__(
+        self,
+        budget: MemoryBudget | None,
+        pool: BufferPool,
+        *,
+        part_size: int,
+        first_size: int,
+        size_hint: int | None = None,
+        on_wait: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._budget = budget
+        self._pool = pool
+        self._part_size = part_size
+        self._size_hint = size_hint  # an upper bound on the object's size, if known
+        # Runs before a reservation waits for memory: the caller may free what it holds.
+        self._on_wait = on_wait
+        self.current = self._new()
+        # Full buffers not sent yet (the single-put buffer, once it turns multipart).
+        self.held: list[PartBuffer] = []
+        # How far the current buffer fills: the first may hold a whole object for one
+        # PutObject (so the put needs no joining copy), every later one a part.
+        self.fill_to = first_size
+        self.buffered = 0  # bytes appended so far
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes in buffers right now (held and filling)."""
+        return sum(b.size for b in self.held) + self.current.size
+
+    def fill(self, view: memoryview) -> memoryview:
+        """Append what the current buffer has reserved room for; return the rest."""
+        current = self.current
+        room = current.reserved - current.size
+        current.append(view[:room])
+        self.buffered += min(room, len(view))
+        return view[room:]
+
+    def try_grow(self) -> bool:
+        """Reserve more for the current buffer if the budget has it now (dropping idle
+        pooled buffers if that makes room); False if it would have to wait."""
+        size = self._grain()
+        budget = self._budget
+        if budget is not None and not budget.try_acquire(size):
+            self._pool.drain()
+            if not budget.try_acquire(size):
+                return False
+        self.current.reserved += size
+        return True
+
+    async def grow(self) -> None:
+        """Reserve more for the current buffer, waiting for memory if the budget is spent."""
+        if self.try_grow():
+            return
+        current, size = self.current, self._grain()
+        budget = self._budget
+        if budget is not None:
+            metrics.BUDGET_WAITS.inc()
+            if self._on_wait is not None:
+                await self._on_wait()
+            await budget.acquire(size)
+        current.reserved += size
+
+    def hold_current(self) -> None:
+        """The current buffer is full: hold it back, and fill a new one of one part."""
+        self.held.append(self.current)
+        self.current = self._new()
+        self.fill_to = self._part_size
+
+    def hold_last(self) -> None:
+        """The object has ended: hold back what the current buffer has, if anything."""
+        if self.current.size:
+            self.held.append(self.current)
+            self.current = self._new()
+
+    def release(self, *, reuse: bool = False) -> None:
+        """Drop every buffer (see PartBuffer.release); later bytes fill a new one."""
+        for buffer in [*self.held, self.current]:
+            buffer.release(reuse=reuse)
+        self.held, self.current = [], self._new()
+
+    def _new(self) -> PartBuffer:
+        return PartBuffer(self._budget, self._pool)
+
+    def _grain(self) -> int:
+        """How much the current buffer reserves next: up to a part, no more than can come."""
+        want = min(self.fill_to - self.current.size, self._part_size)
+        if self._size_hint is not None and self._size_hint > self.buffered:
+            want = min(want, self._size_hint - self.buffered)
+        return max(want, 1)
