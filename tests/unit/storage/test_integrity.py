@@ -16,6 +16,7 @@ import pytest
 
 from app.errors import IntegrityFailed
 from app.storage.client import S3Client
+from app.storage.integrity import UploadIntegrity
 from app.storage.providers import PROFILES
 from tests.unit.fakes import FakeS3
 
@@ -136,3 +137,21 @@ async def test_max_parts_from_the_provider_grows_the_part_size() -> None:
     storage = S3Client(fake, "b", part_size=PART, multipart_threshold=PART, provider=profile)
     upload = storage.open_upload("k", "a/b", size_hint=4 * PART)
     assert upload.part_size == 2 * PART
+
+
+def test_a_store_that_does_not_echo_crc32_is_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    integrity = UploadIntegrity(PROFILES["aws"], "k")
+    for number in (1, 2):
+        integrity.check_part(number, {"ETag": '"x"'}, None)
+    warned = [r for r in caplog.records if "did not confirm the CRC32 of k" in r.getMessage()]
+    assert len(warned) == 1
+    assert integrity.completion_fields(1) == {}  # nothing confirmed: nothing to list
+
+
+def test_each_profile_asks_for_its_own_check() -> None:
+    assert UploadIntegrity(PROFILES["aws"], "k").create_arguments() == {
+        "ChecksumAlgorithm": "CRC32"
+    }
+    assert UploadIntegrity(PROFILES["b2"], "k").create_arguments() == {}
