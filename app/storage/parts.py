@@ -29,10 +29,6 @@ class PartScheduler:
         self._next_number = 1
         self.failure: BaseException | None = None  # the first part that failed, if any
 
-    @property
-    def running(self) -> int:
-        return len(self._tasks)
-
     async def submit(self, body: PartBuffer) -> None:
         """Start sending `body` as the next part once a slot is free.
 

@@ -193,9 +193,8 @@ class ObjectUpload:
                 content_type=self.content_type,
                 metadata=self._metadata,
             )
-        held = self._buffers.held
-        while held:
-            await multipart.send(held.pop(0))
+        while self._buffers.held:  # read again after each await: an abort empties it
+            await multipart.send(self._buffers.held.pop(0))
 
     async def close(self) -> None:
         """All bytes are in: send the last part and wait until every part is stored."""
