@@ -126,9 +126,9 @@ class ObjectBuffers:
     """One object's part buffers: the one filling, full ones held back, and the memory budget
     they reserve.
 
-    A buffer reserves before it fills (never in the middle of a chunk it cannot hold), and
-    never more than a part or than the size hint says can still come. Without a budget (unit
-    tests, scripts) every reservation is granted at once.
+    Bytes go only into memory reserved for them, reserved a part at a time (less when the
+    size hint says less can still come). Without a budget (unit tests, scripts) every
+    reservation is granted at once.
     """
 
     def __init__(
@@ -153,7 +153,7 @@ class ObjectBuffers:
         # How far the current buffer fills: the first may hold a whole object for one
         # PutObject (so the put needs no joining copy), every later one a part.
         self.fill_to = first_size
-        self.buffered = 0  # bytes appended so far
+        self.buffered = 0  # bytes of the object appended so far
 
     @property
     def held_bytes(self) -> int:
