@@ -63,8 +63,18 @@ class MultipartBody:
     ) -> None:
         # Random, so it cannot occur in a file by accident (RFC 2046 allows up to 70 chars).
         self.boundary = boundary or f"----streaming-upload-{secrets.token_hex(16)}"
-        self.fields = list(fields)
-        self.files = list(files)
+        #: In the order they are sent.
+        self.parts: list[FormField | FormFile] = [*fields, *files]
+
+    @classmethod
+    def in_order(
+        cls, parts: Iterable[FormField | FormFile], boundary: str | None = None
+    ) -> MultipartBody:
+        """A body whose fields and files come in the order of `parts`, interleaved as a form
+        may send them."""
+        body = cls((), (), boundary)
+        body.parts = list(parts)
+        return body
 
     @property
     def content_type(self) -> str:
@@ -74,12 +84,13 @@ class MultipartBody:
     def content_length(self) -> int | None:
         """The exact body length, or None when a file's size is unknown."""
         total = len(self._closing())
-        for field in self.fields:
-            total += len(self._field_bytes(field))
-        for file in self.files:
-            if file.size is None:
+        for part in self.parts:
+            if isinstance(part, FormField):
+                total += len(self._field_bytes(part))
+            elif part.size is None:
                 return None
-            total += len(self._file_head(file)) + file.size + 2
+            else:
+                total += len(self._file_head(part)) + part.size + 2
         return total
 
     def headers(self) -> dict[str, str]:
@@ -92,22 +103,26 @@ class MultipartBody:
 
     def chunks(self) -> Iterator[bytes]:
         """The body, piece by piece: part headers whole, file data as the file yields it."""
-        for field in self.fields:
-            yield self._field_bytes(field)
-        for file in self.files:
-            yield self._file_head(file)
-            sent = 0
-            for chunk in file.data:
-                sent += len(chunk)
-                # Past the promised size, the Content-Length already sent would be a lie.
-                if file.size is not None and sent > file.size:
-                    raise FileSizeChanged(f"{file.filename}: more than {file.size} bytes")
-                if chunk:
-                    yield chunk
-            if file.size is not None and sent != file.size:
-                raise FileSizeChanged(f"{file.filename}: {sent} bytes, expected {file.size}")
-            yield b"\r\n"
+        for part in self.parts:
+            if isinstance(part, FormField):
+                yield self._field_bytes(part)
+            else:
+                yield from self._file_chunks(part)
         yield self._closing()
+
+    def _file_chunks(self, file: FormFile) -> Iterator[bytes]:
+        yield self._file_head(file)
+        sent = 0
+        for chunk in file.data:
+            sent += len(chunk)
+            # Past the promised size, the Content-Length already sent would be a lie.
+            if file.size is not None and sent > file.size:
+                raise FileSizeChanged(f"{file.filename}: more than {file.size} bytes")
+            if chunk:
+                yield chunk
+        if file.size is not None and sent != file.size:
+            raise FileSizeChanged(f"{file.filename}: {sent} bytes, expected {file.size}")
+        yield b"\r\n"
 
     async def achunks(self) -> AsyncIterator[bytes]:
         """`chunks()` for httpx.AsyncClient, which wants an async iterable."""

@@ -79,6 +79,18 @@ def test_fields_and_files_round_trip_through_the_services_parser() -> None:
     ]
 
 
+def test_in_order_keeps_fields_and_files_interleaved() -> None:
+    parts = [file("a", "1.bin", b"one"), FormField("t", "between"), file("a", "2.bin", b"two")]
+    body = MultipartBody.in_order(parts, "b0und")
+    data = b"".join(body.chunks())
+    assert body.content_length == len(data)
+    assert [(p.field, p.data) for p in parse(body, data)] == [
+        ("a", b"one"),
+        ("t", b"between"),
+        ("a", b"two"),
+    ]
+
+
 def body_boundary_lookalike() -> bytes:
     return b"----streaming-upload-0000--\r\n"
 
