@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import hashlib
 import os
 import shlex
 import shutil
@@ -19,11 +18,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from app.ops.localstore import find_rclone
 from app.settings import Settings
 from app.units import parse_size
-from bench import processes
 from bench.contenders import (
     BenchError,
     Sample,
@@ -33,12 +32,18 @@ from bench.contenders import (
     curl_upload,
     direct_upload,
 )
-from bench.processes import Process
 from bench.report import GiB, MiB, Results, RunSettings, machine, render, size_text
-from bench.store import Bucket
+from harness.forms import write_file
+from harness.nginx import Nginx
+from harness.processes import Process
+from harness.servers import BEHIND_NGINX, AppServer
+from harness.store import Bucket, RcloneStore
 
 # Debian puts nginx in /usr/sbin, which is not on every user's PATH.
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+#: uvicorn as the project ships it; the loop and parser are named so that a missing uvloop or
+#: httptools fails here instead of silently falling back to asyncio and h11.
+UVICORN_OPTIONS = ("--loop", "uvloop", "--http", "httptools", *BEHIND_NGINX, "--no-access-log")
 WARMUP_SIZE = 64 * MiB
 # The report replaces whatever follows this line in --out, keeping the hand-written intro.
 MARKER = "<!-- bench results: written by `python -m bench`, everything below is replaced -->"
@@ -67,15 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def generate(path: Path, size: int) -> TestFile:
     """Random (incompressible) bytes, written once; their SHA-256 checks every upload."""
-    digest = hashlib.sha256()
-    with path.open("wb") as out:
-        left = size
-        while left:
-            block = os.urandom(min(left, 4 * MiB))
-            digest.update(block)
-            out.write(block)
-            left -= len(block)
-    return TestFile(path, size, digest.hexdigest())
+    blocks = (os.urandom(min(size - at, 4 * MiB)) for at in range(0, size, 4 * MiB))
+    return TestFile(path, size, write_file(path, blocks))
 
 
 def check_disk(directory: Path, need: int) -> None:
@@ -86,6 +84,9 @@ def check_disk(directory: Path, need: int) -> None:
         )
 
 
+P = TypeVar("P", bound=Process)
+
+
 class Run:
     """Everything a benchmark run starts, and stops again in close()."""
 
@@ -94,8 +95,8 @@ class Run:
         self.logs = work / "logs"
         self.logs.mkdir()
         self.started: list[Process] = []
-        self.store = self._start(processes.rclone(work / "s3", self.logs))
-        self.endpoint = f"http://127.0.0.1:{self.store.port}"
+        self.store = self._start(RcloneStore(work / "s3", self.logs / "rclone.log"))
+        self.endpoint = self.store.endpoint
         self.targets: dict[str, Target] = {}
         self.failed: dict[str, str] = {}
         self._server("service", "uvicorn", "app.main:app", direct="uvicorn-direct")
@@ -105,7 +106,7 @@ class Run:
                 # The documented factory: hypercorn cannot see the lazily built app.main:app.
                 self._server(server, server, "app.main:from_env", f"{server}-direct", factory=True)
 
-    def _start(self, proc: Process) -> Process:
+    def _start(self, proc: P) -> P:
         self.started.append(proc)
         return proc.start()
 
@@ -128,20 +129,16 @@ class Run:
         bucket = Bucket(self.endpoint, label)
         # As `python -m app serve` runs against its loopback store: no SHA-256 payload
         # signature (botocore skips it over https anyway); every contender does the same.
-        env = {
-            "S3_ENDPOINT_URL": self.endpoint,
-            "S3_BUCKET": bucket.name,
-            "S3_PAYLOAD_SIGNING": "off",
-        }
+        settings = {**bucket.environment(), "S3_PAYLOAD_SIGNING": "off"}
+        options = UVICORN_OPTIONS if server == "uvicorn" else ()
+        log = self.logs / f"{label}.log"
         try:
-            proc = self._start(
-                processes.asgi_server(label, server, app, env, self.logs, factory=factory)
+            app_server = AppServer(
+                label, log, settings, *options, server=server, target=app, factory=factory
             )
-            front = self._start(
-                processes.nginx(
-                    NGINX, self.work / f"nginx-{label}", f"127.0.0.1:{proc.port}", f"nginx-{label}"
-                )
-            )
+            proc = self._start(app_server)
+            prefix = self.work / f"nginx-{label}"
+            front = self._start(Nginx(NGINX, prefix, [proc.address], name=f"nginx-{label}"))
         except RuntimeError as exc:
             for key in (direct, behind):
                 if key is not None:
@@ -155,10 +152,7 @@ class Run:
     def close(self) -> None:
         for proc in reversed(self.started):
             with contextlib.suppress(Exception):
-                if proc.name.startswith("nginx"):
-                    processes.stop_nginx(proc)
-                else:
-                    proc.stop()
+                proc.stop()
 
 
 def contenders(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,9 +16,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.measure import Usage, Watch
-from bench.processes import ROOT, Process, aws_environment
-from bench.store import Bucket, MiB
+from harness.clients import Curl
+from harness.processes import ROOT, Process
+from harness.servers import service_environment
+from harness.store import Bucket, MiB
+from harness.usage import ProcessUsage, Usage
 
 
 class BenchError(RuntimeError):
@@ -95,44 +96,31 @@ def completion_lag(trace: str) -> float:
     return 0.0 if lag > 43200 else lag
 
 
-def _curl_command(url: str, path: Path, limit_rate: str | None, trace: bool) -> list[str]:
-    command = [
-        "curl",
-        "--silent",
-        "--show-error",
-        "--noproxy",
-        "*",
-        "--max-time",
-        "3600",
-        "--output",
-        "-",
-        # The response body, then curl's own timings as one JSON line at the end.
-        "--write-out",
-        "\n%{json}",
-        "--form",
-        f"file=@{path}",
-    ]
-    if trace:
-        command += ["--verbose", "--trace-time"]
-    if limit_rate is not None:
-        command += ["--limit-rate", limit_rate]
-    return [*command, url]
+def _curl(target: Target, file: TestFile, limit_rate: str | None, trace: bool) -> Curl:
+    # curl's own timings as one JSON line after the response body; with `trace`, its
+    # verbose log on stderr (see completion_lag).
+    options = ["--verbose", "--trace-time"] if trace else []
+    return Curl(
+        target.url,
+        file.path,
+        write_out="%{json}",
+        max_time=3600,
+        limit_rate=limit_rate,
+        options=options,
+    )
 
 
-def _finish_curl(proc: subprocess.Popen[str], timeout: float) -> tuple[Any, dict[str, Any], str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate(timeout=10)
-        raise BenchError(f"curl did not finish within {timeout:.0f} s") from None
-    body, _, timings = out.rpartition("\n")
-    if proc.returncode != 0 or not timings:
-        raise BenchError(f"curl failed ({proc.returncode}): {err[-2000:]}")
-    info = json.loads(timings)
+def _answer(curl: Curl, timeout: float) -> tuple[Any, dict[str, Any], str]:
+    """The JSON answer, curl's timings and its stderr, or BenchError unless 201."""
+    result = curl.wait(timeout)
+    if result.timed_out:
+        raise BenchError(f"curl did not finish within {timeout:.0f} s")
+    if result.returncode != 0 or not result.written:
+        raise BenchError(f"curl failed ({result.returncode}): {result.stderr[-2000:]}")
+    info = json.loads(result.written)
     if info.get("http_code") != 201:
-        raise BenchError(f"HTTP {info.get('http_code')}: {body[:500]}")
-    return json.loads(body), info, err
+        raise BenchError(f"HTTP {info.get('http_code')}: {result.body[:500]}")
+    return result.json(), info, result.stderr
 
 
 def _verify(bucket: Bucket, answer: Any, file: TestFile) -> None:
@@ -152,77 +140,53 @@ def curl_upload(
     target: Target, file: TestFile, store: Process, limit_rate: str | None = None
 ) -> Sample:
     """`curl -F file=@PATH` to the target; wall is curl's own time_total."""
-    app, store_watch = Watch(target.app.pid).start(), Watch(store.pid).start()
-    nginx = Watch(target.nginx.pid).start() if target.nginx is not None else None
-    proc = subprocess.Popen(
-        _curl_command(target.url, file.path, limit_rate, trace=True),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        answer, info, trace = _finish_curl(proc, _deadline(file.size, limit_rate))
-    finally:
-        app_usage, store_usage = app.stop(), store_watch.stop()
-        nginx_usage = nginx.stop() if nginx is not None else None
-    try:
-        _verify(target.bucket, answer, file)
-    finally:
-        target.bucket.purge()
-    return Sample(
-        wall=float(info["time_total"]),
-        size=file.size,
-        app=app_usage,
-        store_cpu=store_usage.cpu_seconds,
-        nginx_cpu=nginx_usage.cpu_seconds if nginx_usage is not None else None,
-        lag=completion_lag(trace),
-    )
+    return _curl_uploads(target, file, 1, store, limit_rate)
 
 
 def concurrent_uploads(target: Target, file: TestFile, count: int, store: Process) -> Sample:
     """`count` curl uploads of the same file started together; wall ends with the last."""
-    app, store_watch = Watch(target.app.pid).start(), Watch(store.pid).start()
-    nginx = Watch(target.nginx.pid).start() if target.nginx is not None else None
+    return _curl_uploads(target, file, count, store, None)
+
+
+def _curl_uploads(
+    target: Target, file: TestFile, count: int, store: Process, limit_rate: str | None
+) -> Sample:
+    app, store_usage = ProcessUsage(target.app.pid), ProcessUsage(store.pid)
+    nginx = ProcessUsage(target.nginx.pid) if target.nginx is not None else None
     started = time.monotonic()
-    procs = [
-        subprocess.Popen(
-            _curl_command(target.url, file.path, None, trace=False),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
-    answers = []
+    curls = [_curl(target, file, limit_rate, trace=count == 1) for _ in range(count)]
     try:
-        for proc in procs:
-            answers.append(_finish_curl(proc, _deadline(file.size * count, None))[0])
+        answers = [_answer(curl, _deadline(file.size * count, limit_rate)) for curl in curls]
         wall = time.monotonic() - started
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate(timeout=10)
-        app_usage, store_usage = app.stop(), store_watch.stop()
-        nginx_usage = nginx.stop() if nginx is not None else None
+        for curl in curls:
+            curl.kill()
+    # Read before verifying: reading the objects back costs the store CPU too.
+    app_usage, store_cpu = app.read(), store_usage.cpu_seconds()
+    nginx_cpu = nginx.cpu_seconds() if nginx is not None else None
     try:
-        for answer in answers:
+        for answer, _, _ in answers:
             _verify(target.bucket, answer, file)
     finally:
         target.bucket.purge()
+    lag = None
+    if count == 1:
+        _, info, trace = answers[0]
+        wall, lag = float(info["time_total"]), completion_lag(trace)
     return Sample(
         wall=wall,
         size=file.size * count,
         app=app_usage,
-        store_cpu=store_usage.cpu_seconds,
-        nginx_cpu=nginx_usage.cpu_seconds if nginx_usage is not None else None,
+        store_cpu=store_cpu,
+        nginx_cpu=nginx_cpu,
+        lag=lag,
     )
 
 
 def direct_upload(bucket: Bucket, file: TestFile, store: Process) -> Sample:
     """boto3 upload_file in a child process (bench/direct.py), which measures itself."""
     key = f"direct/{uuid.uuid4()}/{file.path.name}"
-    store_watch = Watch(store.pid).start()
+    store_usage = ProcessUsage(store.pid)
     try:
         done = subprocess.run(
             [
@@ -235,14 +199,14 @@ def direct_upload(bucket: Bucket, file: TestFile, store: Process) -> Sample:
                 str(file.path),
             ],
             cwd=ROOT,
-            env={**os.environ, **aws_environment()},
+            env=service_environment(),
             capture_output=True,
             text=True,
             timeout=_deadline(file.size, None),
             check=False,
         )
     finally:
-        store_usage = store_watch.stop()
+        store_cpu = store_usage.cpu_seconds()
     try:
         if done.returncode != 0:
             raise BenchError(f"upload_file failed: {done.stderr[-2000:]}")
@@ -252,8 +216,5 @@ def direct_upload(bucket: Bucket, file: TestFile, store: Process) -> Sample:
     finally:
         bucket.purge()
     return Sample(
-        wall=measured["wall"],
-        size=file.size,
-        app=Usage(measured["cpu"], measured["rss"], measured["written"]),
-        store_cpu=store_usage.cpu_seconds,
+        wall=measured.pop("wall"), size=file.size, app=Usage(**measured), store_cpu=store_cpu
     )

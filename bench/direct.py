@@ -8,52 +8,42 @@ long-running server).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import sys
 import time
-from pathlib import Path
 
 from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 
-from bench.measure import cpu_seconds, write_bytes
-from bench.store import MiB, s3_client
+from harness.store import MiB, s3_client
+from harness.usage import ProcessUsage
 
 # The AWS CLI's defaults for `aws s3 cp`.
 TRANSFER = TransferConfig(
     multipart_threshold=50 * MiB, multipart_chunksize=10 * MiB, max_concurrency=10
 )
-
-
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise LookupError(field)
+# The service's default (S3_CHECKSUM_MODE): botocore >= 1.36 would otherwise add a CRC32 to
+# every part that the other contenders do not compute. Unsigned payloads, as the service runs
+# in the bench (S3_PAYLOAD_SIGNING=off). A pool for upload_file's ten threads.
+CLIENT = Config(
+    request_checksum_calculation="when_required",
+    response_checksum_validation="when_required",
+    max_pool_connections=16,
+    s3={"payload_signing_enabled": False},
+)
 
 
 def main(argv: list[str]) -> int:
     endpoint, bucket, key, path = argv
-    client = s3_client(endpoint)
+    client = s3_client(endpoint, CLIENT)
     client.head_bucket(Bucket=bucket)  # connect and sign once before the clock starts
-    # Writing 5 to clear_refs resets VmHWM to the current RSS, so VmHWM after the upload is
-    # the peak during it, however short-lived.
-    Path("/proc/self/clear_refs").write_text("5")
-    rss_before = _status("VmRSS")
-    pids = [int(Path("/proc/self").resolve().name)]
-    cpu_before, written_before = cpu_seconds(pids), write_bytes(pids)
+    usage = ProcessUsage(os.getpid())
     started = time.monotonic()
     client.upload_file(path, bucket, key, Config=TRANSFER)
     wall = time.monotonic() - started
-    print(
-        json.dumps(
-            {
-                "wall": wall,
-                "cpu": cpu_seconds(pids) - cpu_before,
-                "rss": _status("VmHWM") - rss_before,
-                "written": write_bytes(pids) - written_before,
-            }
-        )
-    )
+    print(json.dumps({"wall": wall, **dataclasses.asdict(usage.read())}))
     return 0
 
 

@@ -49,25 +49,29 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
+def serve_s3_command(root: Path, port: int, access_key: str, secret_key: str) -> list[str]:
+    """`rclone serve s3` over `root` on 127.0.0.1:`port`, ignoring any rclone configuration."""
+    return [
+        find_rclone(),
+        "serve",
+        "s3",
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--auth-key",
+        f"{access_key},{secret_key}",
+        "--config",
+        os.devnull,
+        str(root),
+    ]
+
+
 @contextlib.contextmanager
 def local_s3(data_dir: Path) -> Iterator[dict[str, str]]:
     """Run a local store over `data_dir`; yield the environment that points the app at it."""
     (data_dir / BUCKET).mkdir(parents=True, exist_ok=True)  # a top-level folder is a bucket
     port = free_port()
     proc = subprocess.Popen(
-        [
-            find_rclone(),
-            "serve",
-            "s3",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--auth-key",
-            f"{ACCESS_KEY},{SECRET_KEY}",
-            "--config",
-            os.devnull,
-            str(data_dir),
-        ],
-        stdout=subprocess.DEVNULL,
+        serve_s3_command(data_dir, port, ACCESS_KEY, SECRET_KEY), stdout=subprocess.DEVNULL
     )
     try:
         wait_for_port(port, proc)

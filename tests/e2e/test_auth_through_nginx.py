@@ -3,41 +3,35 @@ refused client never sends its upload, even though nginx answers `Expect: 100-co
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.processes import write_generated
-from tests.support import Bucket, MiB
+from harness.forms import write_generated
+from harness.store import Bucket, MiB
+from tests.e2e.conftest import RunCurl, StartApp, StartNginx
 
 TOKEN = "e2e-token-0123456789abcdef"
 
 
-def curl_upload(curl_bin: str, url: str, path: Path, *headers: str) -> tuple[int, Any, int]:
+def curl_upload(run_curl: RunCurl, url: str, path: Path, *headers: str) -> tuple[int, Any, int]:
     """(status, JSON answer, bytes of body curl actually sent)."""
-    command = [curl_bin, "--silent", "--show-error", "--noproxy", "*", "--max-time", "60"]
-    for header in headers:
-        command += ["--header", header]
-    command += ["--write-out", "\n%{http_code} %{size_upload}", "--form", f"file=@{path}", url]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=90, check=True).stdout
-    body, _, tail = out.rpartition("\n")
-    status, sent = tail.split()
+    options = [option for header in headers for option in ("--header", header)]
+    curl = run_curl(
+        url, path, write_out="%{http_code} %{size_upload}", max_time=60, options=options
+    )
+    result = curl.wait(timeout=90)
+    assert result.returncode == 0, result.stderr
+    status, sent = result.written.split()
     try:
-        answer = json.loads(body)
+        answer = result.json()
     except ValueError:
-        raise AssertionError(f"not JSON ({status}): {body[:300]!r}") from None
+        raise AssertionError(f"not JSON ({status}): {result.body[:300]!r}") from None
     return int(status), answer, int(float(sent))
 
 
 def test_refused_client_never_sends_its_body(
-    bucket: Bucket,
-    start_app: Callable[..., Any],
-    start_nginx: Callable[..., Any],
-    curl_bin: str,
-    tmp_path: Path,
+    bucket: Bucket, start_app: StartApp, start_nginx: StartNginx, run_curl: RunCurl, tmp_path: Path
 ) -> None:
     app = start_app(bucket, part_size=5 * MiB, env={"UPLOAD_AUTH_TOKENS": TOKEN})
     nginx = start_nginx([app.address])
@@ -46,7 +40,7 @@ def test_refused_client_never_sends_its_body(
     url = f"{nginx.url}/uploads"
 
     for headers in [(), ("Authorization: Bearer wrong-token-0123456789abc",)]:
-        status, answer, sent = curl_upload(curl_bin, url, path, *headers)
+        status, answer, sent = curl_upload(run_curl, url, path, *headers)
         assert status == 401
         assert answer["error"]["code"] == "unauthorized"
     # nginx read nothing past the request headers of either refused upload (curl may have
@@ -58,7 +52,7 @@ def test_refused_client_never_sends_its_body(
         assert received < 4096, line
     bucket.assert_clean()
 
-    status, answer, sent = curl_upload(curl_bin, url, path, f"Authorization: Bearer {TOKEN}")
+    status, answer, sent = curl_upload(run_curl, url, path, f"Authorization: Bearer {TOKEN}")
     assert status == 201, answer
     assert sent > 64 * MiB
     stored = answer["files"][0]

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from tests.e2e.processes import write_generated
-from tests.support import Bucket, MiB, stored_sha256, wait_until
+from harness.forms import write_generated
+from harness.processes import wait_until
+from harness.store import Bucket, MiB
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -177,7 +178,7 @@ def test_upload_shows_progress_and_the_stored_result(
     assert re.fullmatch(r"uploads/[0-9a-f-]{36}/holiday video\.bin", key), key
     assert item.locator("dd.size").inner_text() == f"24.0 MiB ({24 * MiB} bytes)"
     assert shown_sha == digest
-    assert stored_sha256(bucket, key) == digest
+    assert bucket.sha256(key) == digest
     assert bucket.keys() == [key]
     assert bucket.incomplete_uploads() == []
 
@@ -291,7 +292,7 @@ def test_form_without_javascript_gets_an_html_answer(
     assert keys[1].endswith(f"/{note.name}")
     assert items.nth(0).locator("dd.sha256").inner_text() == digest
     assert items.nth(0).locator("dd.size").inner_text() == f"12.0 MiB ({12 * MiB} bytes)"
-    assert stored_sha256(bucket, keys[0]) == digest
+    assert bucket.sha256(keys[0]) == digest
     assert bucket.read(keys[1]) == b"plain\n"
     assert sorted(bucket.keys()) == sorted(keys)
     assert bucket.incomplete_uploads() == []

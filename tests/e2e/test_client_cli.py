@@ -5,81 +5,65 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from app.client.generated import generated_chunks
 from app.client.loadtest import LoadPlan
-from tests.e2e.processes import ROOT, AppProcess, write_generated
-from tests.support import Bucket, MiB, iter_generated, stored_sha256
+from harness.forms import write_generated
+from harness.processes import ROOT
+from harness.servers import run_app_command, service_environment
+from harness.store import Bucket, MiB
+from tests.e2e.conftest import StartApp
 
 PART = 5 * MiB
 TOKEN = "cli-test-token-0123456789"
 
 
-def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment without the developer's UPLOAD_* and S3_* settings leaking in."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "UPLOAD_"))}
-    clean["NO_PROXY"] = "127.0.0.1,localhost"  # the upload CLI honours proxy settings
-    return {**clean, **(extra or {})}
+#: The upload CLI honours proxy settings; the app is on loopback.
+NO_PROXY = {"NO_PROXY": "127.0.0.1,localhost"}
 
 
 def cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m app ARGV`, its output as text."""
-    return subprocess.run(
-        [sys.executable, "-m", "app", *argv],
-        cwd=ROOT,
-        env=cli_env(env),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
-def url(app: AppProcess) -> str:
-    return f"http://{app.address}"
+    return run_app_command(*argv, env={**NO_PROXY, **(env or {})})
 
 
 def test_upload_sends_files_and_fields_in_one_request(
-    bucket: Bucket, start_app: Callable[..., AppProcess], tmp_path: Path
+    bucket: Bucket, start_app: StartApp, tmp_path: Path
 ) -> None:
     # A low threshold, so the 12 MiB file goes as a multipart upload of 5 MiB parts.
     app = start_app(bucket, part_size=PART, env={"UPLOAD_MULTIPART_THRESHOLD": "5MiB"})
     big = tmp_path / "big.bin"
-    big_sha = write_generated(big, 12 * MiB, variant=1)
+    big_sha = write_generated(big, 12 * MiB, seed=1)
     small = tmp_path / "notes é.txt"
     small.write_text("small file\n")
-    result = cli("upload", str(big), str(small), "--field", "title=trip", "--url", url(app))
+    result = cli("upload", str(big), str(small), "--field", "title=trip", "--url", app.url)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["fields"] == {"title": "trip"}
     stored_big, stored_small = answer["files"]
     assert (stored_big["filename"], stored_big["size"]) == ("big.bin", 12 * MiB)
     assert (stored_big["strategy"], stored_big["parts"]) == ("multipart", 3)
-    assert stored_big["sha256"] == big_sha == stored_sha256(bucket, stored_big["key"])
+    assert stored_big["sha256"] == big_sha == bucket.sha256(stored_big["key"])
     small_sha = hashlib.sha256(small.read_bytes()).hexdigest()
     assert stored_small["filename"] == "notes é.txt"
     assert stored_small["content_type"] == "text/plain"
-    assert stored_small["sha256"] == small_sha == stored_sha256(bucket, stored_small["key"])
+    assert stored_small["sha256"] == small_sha == bucket.sha256(stored_small["key"])
     assert bucket.incomplete_uploads() == []
     assert "sent 12.0 MiB" in result.stderr  # stderr is a pipe: the final line only
 
 
-def test_upload_from_stdin_is_sent_chunked(
-    bucket: Bucket, start_app: Callable[..., AppProcess]
-) -> None:
+def test_upload_from_stdin_is_sent_chunked(bucket: Bucket, start_app: StartApp) -> None:
     app = start_app(bucket, part_size=PART)
-    data = b"".join(iter_generated(7 * MiB + 3))
+    data = b"".join(generated_chunks(0, 7 * MiB + 3))
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "upload", "-", "--stdin-filename", "dump.bin"],
         cwd=ROOT,
-        env=cli_env({"UPLOAD_URL": url(app)}),  # the URL from the environment this time
+        # The URL from the environment this time.
+        env=service_environment({**NO_PROXY, "UPLOAD_URL": app.url}),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -97,23 +81,23 @@ def test_upload_from_stdin_is_sent_chunked(
     # No Content-Length: the service could not know the size, so it went multipart.
     assert stored["strategy"] == "multipart"
     assert stored["sha256"] == hashlib.sha256(data).hexdigest()
-    assert stored_sha256(bucket, stored["key"]) == stored["sha256"]
+    assert bucket.sha256(stored["key"]) == stored["sha256"]
 
 
 def test_a_wrong_token_exits_1_with_the_message_on_stderr(
-    bucket: Bucket, start_app: Callable[..., AppProcess], tmp_path: Path
+    bucket: Bucket, start_app: StartApp, tmp_path: Path
 ) -> None:
     app = start_app(bucket, part_size=PART, env={"UPLOAD_AUTH_TOKENS": TOKEN})
     path = tmp_path / "a.txt"
     path.write_text("hello")
     refused = cli(
-        "upload", str(path), "--url", url(app), env={"UPLOAD_TOKEN": "wrong-token-0123456789"}
+        "upload", str(path), "--url", app.url, env={"UPLOAD_TOKEN": "wrong-token-0123456789"}
     )
     assert refused.returncode == 1
     assert refused.stdout == ""
     assert "HTTP 401 unauthorized" in refused.stderr
     bucket.assert_clean()
-    accepted = cli("upload", str(path), "--url", url(app), env={"UPLOAD_TOKEN": TOKEN})
+    accepted = cli("upload", str(path), "--url", app.url, env={"UPLOAD_TOKEN": TOKEN})
     assert accepted.returncode == 0, accepted.stderr
     assert json.loads(accepted.stdout)["files"][0]["size"] == 5
 
@@ -127,14 +111,14 @@ def expected_sha(index: int, size: int) -> str:
 
 
 def test_loadtest_verifies_every_upload_and_reports_the_servers_memory(
-    bucket: Bucket, start_app: Callable[..., AppProcess]
+    bucket: Bucket, start_app: StartApp
 ) -> None:
     app = start_app(bucket, part_size=PART, env={"UPLOAD_MULTIPART_THRESHOLD": "5MiB"})
     size = 8 * MiB
     result = cli(
         "loadtest",
         "--url",
-        url(app),
+        app.url,
         "--concurrency",
         "4",
         "--count",
@@ -161,19 +145,17 @@ def test_loadtest_verifies_every_upload_and_reports_the_servers_memory(
     assert len(keys) == 8
     for key in keys:
         index = int(key.rsplit("load-", 1)[1].removesuffix(".bin"))
-        assert stored_sha256(bucket, key) == expected_sha(index, size)
+        assert bucket.sha256(key) == expected_sha(index, size)
     assert bucket.incomplete_uploads() == []
 
 
-def test_loadtest_with_a_duration_stops_by_itself(
-    bucket: Bucket, start_app: Callable[..., AppProcess]
-) -> None:
+def test_loadtest_with_a_duration_stops_by_itself(bucket: Bucket, start_app: StartApp) -> None:
     app = start_app(bucket, part_size=PART)
     started = time.monotonic()
     result = cli(
         "loadtest",
         "--url",
-        url(app),
+        app.url,
         "--concurrency",
         "2",
         "--size",
@@ -181,7 +163,7 @@ def test_loadtest_with_a_duration_stops_by_itself(
         "--duration",
         "2",
         "--metrics-url",
-        f"{url(app)}/metrics",
+        f"{app.url}/metrics",
     )
     took = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
@@ -189,4 +171,4 @@ def test_loadtest_with_a_duration_stops_by_itself(
     assert "0 failed, 0 cancelled" in result.stdout
     assert "integrity:" in result.stdout and "0 mismatches" in result.stdout
     # /metrics may or may not exist yet: either way the run reports and passes.
-    assert f"server RSS:      {url(app)}/metrics" in result.stdout
+    assert f"server RSS:      {app.url}/metrics" in result.stdout

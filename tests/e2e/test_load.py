@@ -12,22 +12,16 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from tests.e2e.processes import AppProcess, post_generated
-from tests.support import (
-    Bucket,
-    MiB,
-    ProcessUsage,
-    get_metric,
-    parts_stored,
-    stored_sha256,
-    wait_until,
-)
+from harness.clients import get_metric, post_generated
+from harness.processes import wait_until
+from harness.store import Bucket, MiB
+from harness.usage import ProcessUsage
+from tests.e2e.conftest import StartApp
 
 PART = 5 * MiB
 #: Liveness bound for one GET /healthz while uploads run.
@@ -63,24 +57,24 @@ def assert_all_intact(bucket: Bucket, results: list[tuple[int, dict[str, Any], s
         assert status == 201, answer
         stored = answer["files"][0]
         assert stored["sha256"] == sha
-        assert stored_sha256(bucket, stored["key"]) == sha
+        assert bucket.sha256(stored["key"]) == sha
     assert len({sha for _, _, sha in results}) == len(results)  # the bodies really differ
     assert bucket.incomplete_uploads() == []
 
 
 @pytest.mark.slow
 def test_healthz_stays_fast_under_eight_concurrent_uploads(
-    bucket: Bucket, start_app: Callable[..., AppProcess]
+    bucket: Bucket, start_app: StartApp
 ) -> None:
     count, size = 8, 64 * MiB
     app = start_app(bucket, part_size=PART)
     idle = healthz_seconds(app.port)
     with ThreadPoolExecutor(max_workers=count) as pool:
         uploads = [
-            pool.submit(post_generated, app.port, size, variant=i + 1, filename=f"h{i}.bin")
+            pool.submit(post_generated, app.port, size, seed=i + 1, filename=f"h{i}.bin")
             for i in range(count)
         ]
-        assert wait_until(lambda: parts_stored(bucket) > 0, timeout=30), app.log()[-3000:]
+        assert wait_until(lambda: bucket.parts_stored() > 0, timeout=30), app.log()[-3000:]
         probes = probe_while(app.port, uploads)
         results = [f.result(timeout=180) for f in uploads]
 
@@ -99,7 +93,7 @@ def test_healthz_stays_fast_under_eight_concurrent_uploads(
 
 @pytest.mark.slow
 def test_fast_and_slow_clients_beyond_the_memory_budget(
-    bucket: Bucket, start_app: Callable[..., AppProcess]
+    bucket: Bucket, start_app: StartApp
 ) -> None:
     """UPLOAD_MEMORY_BUDGET 30 MiB holds six 5 MiB parts; 8 fast and 4 slow (about 4 MB/s)
     clients upload at once. The slow ones hold their memory for seconds; the rest wait for
@@ -120,14 +114,14 @@ def test_fast_and_slow_clients_beyond_the_memory_budget(
                 post_generated,
                 app.port,
                 16 * MiB,
-                variant=100 + i,
+                seed=100 + i,
                 filename=f"s{i}.bin",
                 rate=4_000_000,
             )
             for i in range(slow)
         ]
         uploads += [
-            pool.submit(post_generated, app.port, 32 * MiB, variant=i + 1, filename=f"f{i}.bin")
+            pool.submit(post_generated, app.port, 32 * MiB, seed=i + 1, filename=f"f{i}.bin")
             for i in range(fast)
         ]
         probes = probe_while(app.port, uploads)

@@ -8,12 +8,13 @@ small constant, every upload completes and every object is intact.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.processes import AppProcess, post_generated
-from tests.support import Bucket, ProcessUsage, get_metric
+from harness.clients import get_metric, post_generated
+from harness.store import Bucket
+from harness.usage import ProcessUsage
+from tests.e2e.conftest import StartApp
 
 MiB = 1024 * 1024
 PART = 5 * MiB
@@ -26,9 +27,7 @@ SIZE = 48 * MiB
 
 
 @pytest.mark.slow
-def test_sixteen_uploads_stay_within_the_memory_budget(
-    bucket: Bucket, start_app: Callable[..., AppProcess]
-) -> None:
+def test_sixteen_uploads_stay_within_the_memory_budget(bucket: Bucket, start_app: StartApp) -> None:
     app = start_app(
         bucket,
         part_size=PART,
@@ -46,7 +45,7 @@ def test_sixteen_uploads_stay_within_the_memory_budget(
     with concurrent.futures.ThreadPoolExecutor(UPLOADS) as pool:
         results = list(
             pool.map(
-                lambda n: post_generated(app.port, SIZE, variant=n + 1, filename=f"f{n}.bin"),
+                lambda n: post_generated(app.port, SIZE, seed=n + 1, filename=f"f{n}.bin"),
                 range(UPLOADS),
             )
         )

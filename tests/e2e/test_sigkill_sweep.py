@@ -6,42 +6,30 @@ reports real `Initiated` times.
 
 from __future__ import annotations
 
-import os
+import signal
 import subprocess
-import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.e2e.processes import ROOT, AppProcess, get_json, post_generated
-from tests.support import Bucket, MiB, parts_stored, stored_sha256, wait_until
+from harness.clients import get_json, post_generated
+from harness.processes import wait_until
+from harness.servers import run_app_command
+from harness.store import Bucket, MiB
+from tests.e2e.conftest import StartApp
 
 PART = 5 * MiB
 
 
 def sweep(bucket: Bucket, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m app sweep ARGS` for this bucket, as an operator would run it."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "UPLOAD_"))}
-    env = {**inherited, "S3_ENDPOINT_URL": bucket.endpoint, "S3_BUCKET": bucket.name}
-    return subprocess.run(
-        [sys.executable, "-m", "app", "sweep", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_app_command("sweep", *args, env=bucket.environment(), timeout=60)
 
 
-def test_sigkill_mid_upload_then_sweep(
-    bucket: Bucket, start_app: Callable[..., AppProcess]
-) -> None:
+def test_sigkill_mid_upload_then_sweep(bucket: Bucket, start_app: StartApp) -> None:
     app = start_app(bucket, part_size=PART)
     with ThreadPoolExecutor(max_workers=1) as pool:
         upload = pool.submit(post_generated, app.port, 200 * MiB, filename="killed.bin", timeout=60)
-        stored = wait_until(lambda: parts_stored(bucket) > 0, timeout=30)
-        assert app.proc is not None
-        app.proc.kill()  # SIGKILL: no cleanup can run
+        stored = wait_until(lambda: bucket.parts_stored() > 0, timeout=30)
+        app.send_signal(signal.SIGKILL)  # no cleanup can run
         assert app.wait(timeout=10) is not None
         assert stored, f"no part stored before the kill\n{app.log()[-3000:]}"
         # The client sees its connection die (whatever the exact exception), never a 201.
@@ -70,7 +58,5 @@ def test_sigkill_mid_upload_then_sweep(
     status, answer, sha = post_generated(again.port, 12 * MiB + 1, filename="after.bin")
     assert status == 201, answer
     stored_file = answer["files"][0]
-    assert stored_file["size"] == 12 * MiB + 1 and stored_file["sha256"] == sha
-    assert stored_sha256(bucket, stored_file["key"]) == sha
-    assert bucket.incomplete_uploads() == []
+    bucket.assert_stored(stored_file, 12 * MiB + 1, sha)
     assert bucket.keys() == [stored_file["key"]]

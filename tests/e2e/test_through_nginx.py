@@ -7,37 +7,22 @@ Every test checks the stored bytes by SHA-256 and that no incomplete multipart u
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.e2e.processes import (
-    AppProcess,
-    Curl,
-    Nginx,
-    generated,
-    get_json,
-    post_generated,
-    write_generated,
-)
-from tests.support import (
-    BOUNDARY,
-    Bucket,
-    FilePart,
-    MiB,
-    ProcessUsage,
-    content_type,
-    part_head,
-    parts_stored,
-    proc_io,
-    stored_sha256,
-    wait_until,
-)
+from harness.clients import Curl, GeneratedUpload, get_json, post_generated
+from harness.forms import write_generated
+from harness.nginx import Nginx
+from harness.processes import wait_until
+from harness.servers import AppServer
+from harness.store import Bucket, MiB
+from harness.usage import ProcessUsage
+from tests.e2e.conftest import RunCurl, StartApp, StartNginx
 
 #: Test 1: the production part size, one part in flight, as tests/integration/test_memory.py.
 LARGE = 1024 * MiB
@@ -51,33 +36,19 @@ PART = 5 * MiB
 GRACE = 5
 
 
-def clean(bucket: Bucket) -> bool:
-    return bucket.incomplete_uploads() == [] and bucket.keys() == []
-
-
-def assert_stored(bucket: Bucket, stored: dict[str, Any], size: int, sha: str) -> None:
-    """The answer names the bytes sent, and storage holds exactly those bytes."""
-    assert stored["size"] == size
-    assert stored["sha256"] == sha
-    assert stored_sha256(bucket, stored["key"]) == sha
-    assert bucket.incomplete_uploads() == []
-
-
-def upload_file(
-    run_curl: Callable[..., Curl], nginx: Nginx, path: Path, sha: str, bucket: Bucket
-) -> None:
+def upload_file(run_curl: RunCurl, nginx: Nginx, path: Path, sha: str, bucket: Bucket) -> None:
     """A plain `curl -F` through nginx that must be stored intact."""
     result = run_curl(f"{nginx.url}/uploads", path).wait(timeout=120)
     assert result.status == 201, result
-    assert_stored(bucket, result.json()["files"][0], path.stat().st_size, sha)
+    bucket.assert_stored(result.json()["files"][0], path.stat().st_size, sha)
 
 
 @pytest.mark.slow
 def test_one_gib_curl_upload_streams_through_nginx(
     bucket: Bucket,
-    start_app: Callable[..., AppProcess],
-    start_nginx: Callable[..., Nginx],
-    run_curl: Callable[..., Curl],
+    start_app: StartApp,
+    start_nginx: StartNginx,
+    run_curl: RunCurl,
     tmp_path: Path,
 ) -> None:
     """`curl -F file=@1GiB` through nginx: nothing spooled by nginx, nothing written to disk
@@ -103,7 +74,7 @@ def test_one_gib_curl_upload_streams_through_nginx(
         deadline = started + 240
         while curl.running() and time.monotonic() < deadline:
             spooled.update(str(p) for p in nginx.body_temp_files())
-            if first_part_at is None and parts_stored(bucket) > 0:
+            if first_part_at is None and bucket.parts_stored() > 0:
                 first_part_at = time.monotonic() - started
             time.sleep(0.1 if first_part_at is None else 0.25)
         result = curl.wait(timeout=max(deadline - time.monotonic(), 1))
@@ -126,7 +97,7 @@ def test_one_gib_curl_upload_streams_through_nginx(
     stored = result.json()["files"][0]
     assert stored["strategy"] == "multipart"
     assert stored["parts"] == -(-LARGE // LARGE_PART)
-    assert_stored(bucket, stored, LARGE, big_sha)
+    bucket.assert_stored(stored, LARGE, big_sha)
     assert first_part_at is not None, "no part was stored while curl was still sending"
     assert spooled == set(), "nginx spooled the body to client_body_temp"
     assert written < MiB
@@ -135,9 +106,9 @@ def test_one_gib_curl_upload_streams_through_nginx(
 
 def test_client_gone_halfway_leaves_nothing(
     bucket: Bucket,
-    start_app: Callable[..., AppProcess],
-    start_nginx: Callable[..., Nginx],
-    run_curl: Callable[..., Curl],
+    start_app: StartApp,
+    start_nginx: StartNginx,
+    run_curl: RunCurl,
     tmp_path: Path,
 ) -> None:
     """Half of a 200 MiB body (with Content-Length) over a raw socket to nginx, then close:
@@ -145,26 +116,23 @@ def test_client_gone_halfway_leaves_nothing(
     app = start_app(bucket, part_size=PART)
     nginx = start_nginx([app.address])
     size = 200 * MiB
-    head = part_head(FilePart("file", "gone.bin", b""))
-    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
-    request = (
-        f"POST /uploads HTTP/1.1\r\nHost: 127.0.0.1:{nginx.port}\r\n"
-        f"Content-Type: {content_type()}\r\nContent-Length: {len(head) + size + len(tail)}\r\n"
-        "\r\n"
-    ).encode()
+    upload = GeneratedUpload(size, filename="gone.bin")
+    chunks = upload.body.chunks()
 
     with socket.create_connection(("127.0.0.1", nginx.port), timeout=60) as sock:
-        sock.sendall(request + head)
+        sock.sendall(upload.request_head(nginx.port) + next(chunks))  # and the part headers
         sent = 0
-        for block in generated(size // 2):
+        for block in chunks:
+            if sent >= size // 2:
+                break
             sock.sendall(block)
             sent += len(block)
         # Proof that the abort has work to do: a multipart upload with stored parts.
-        assert wait_until(lambda: parts_stored(bucket) > 0, timeout=20), app.log()[-3000:]
+        assert wait_until(lambda: bucket.parts_stored() > 0, timeout=20), app.log()[-3000:]
     # The socket is closed here, 100 MiB short of its Content-Length.
 
     gone = time.monotonic()
-    assert wait_until(lambda: clean(bucket), timeout=30, interval=0.25), (
+    assert wait_until(lambda: bucket.is_clean(), timeout=30, interval=0.25), (
         bucket.incomplete_uploads(),
         bucket.keys(),
         app.log()[-3000:],
@@ -182,29 +150,27 @@ def test_client_gone_halfway_leaves_nothing(
 @pytest.mark.slow
 def test_two_instances_share_concurrent_uploads(
     bucket: Bucket,
-    start_app: Callable[..., AppProcess],
-    start_nginx: Callable[..., Nginx],
+    start_app: StartApp,
+    start_nginx: StartNginx,
 ) -> None:
     """8 concurrent 64 MiB uploads (distinct bytes) through one nginx upstream of two app
     instances: all intact, and both instances received request bodies."""
     count, size = 8, 64 * MiB
     apps = [start_app(bucket, part_size=PART) for _ in range(2)]
     nginx = start_nginx([app.address for app in apps])
-    rchar_before = [proc_io(app.pid)["rchar"] for app in apps]
+    usages = [ProcessUsage(app.pid) for app in apps]
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=count) as pool:
         futures = [
             pool.submit(
-                post_generated, nginx.port, size, variant=i + 1, filename=f"c{i}.bin", timeout=120
+                post_generated, nginx.port, size, seed=i + 1, filename=f"c{i}.bin", timeout=120
             )
             for i in range(count)
         ]
         results = [future.result(timeout=240) for future in futures]
     seconds = time.monotonic() - started
-    rchar_growth = [
-        proc_io(app.pid)["rchar"] - before for app, before in zip(apps, rchar_before, strict=True)
-    ]
+    rchar_growth = [usage.bytes_read() for usage in usages]
 
     upstreams = re.findall(r'"POST /uploads HTTP/1\.1" 201 .* upstream=(\S+)', nginx.access_log())
     per_instance = {app.address: upstreams.count(app.address) for app in apps}
@@ -220,7 +186,7 @@ def test_two_instances_share_concurrent_uploads(
     keys = [body["files"][0]["key"] for _, body, _ in results]
     assert sorted(keys) == sorted(bucket.keys())
     for _, body, sha in results:
-        assert_stored(bucket, body["files"][0], size, sha)
+        bucket.assert_stored(body["files"][0], size, sha)
     assert len(upstreams) == count
     # Each instance read at least one whole body from its sockets.
     assert all(growth >= size for growth in rchar_growth), rchar_growth
@@ -229,12 +195,12 @@ def test_two_instances_share_concurrent_uploads(
 
 def sigterm_during_upload(
     bucket: Bucket,
-    start_app: Callable[..., AppProcess],
-    start_nginx: Callable[..., Nginx],
-    run_curl: Callable[..., Curl],
+    start_app: StartApp,
+    start_nginx: StartNginx,
+    run_curl: RunCurl,
     path: Path,
     limit_rate: str,
-) -> tuple[AppProcess, Curl, float]:
+) -> tuple[AppServer, Curl, float]:
     """Start `curl --limit-rate` through nginx to one app, SIGTERM the app once a part is
     stored (curl still sending); the app, the curl and when the signal was sent."""
     app = start_app(
@@ -245,24 +211,24 @@ def sigterm_during_upload(
     )
     nginx = start_nginx([app.address])
     curl = run_curl(f"{nginx.url}/uploads", path, limit_rate=limit_rate)
-    if not wait_until(lambda: parts_stored(bucket) > 0, timeout=30):
+    if not wait_until(lambda: bucket.parts_stored() > 0, timeout=30):
         pytest.fail(f"no part stored within 30 s\n{app.log()}")
     if not curl.running():
         pytest.fail(f"curl finished before the signal: {curl.wait()}")
-    app.sigterm()
+    app.send_signal(signal.SIGTERM)
     return app, curl, time.monotonic()
 
 
-def log_lines(app: AppProcess, *needles: str) -> list[str]:
+def log_lines(app: AppServer, *needles: str) -> list[str]:
     return [line for line in app.log().splitlines() if any(n in line for n in needles)]
 
 
 @pytest.mark.slow
 def test_sigterm_aborts_upload_that_cannot_finish_in_grace(
     bucket: Bucket,
-    start_app: Callable[..., AppProcess],
-    start_nginx: Callable[..., Nginx],
-    run_curl: Callable[..., Curl],
+    start_app: StartApp,
+    start_nginx: StartNginx,
+    run_curl: RunCurl,
     tmp_path: Path,
 ) -> None:
     """Through nginx, one app instance with --timeout-graceful-shutdown 5: a 64 MiB upload
@@ -283,7 +249,7 @@ def test_sigterm_aborts_upload_that_cannot_finish_in_grace(
     )
     assert exit_code is not None, "the app did not exit after SIGTERM"
     assert result.status != 201, result
-    assert wait_until(lambda: clean(bucket), timeout=30, interval=0.25), (
+    assert wait_until(lambda: bucket.is_clean(), timeout=30, interval=0.25), (
         bucket.incomplete_uploads(),
         bucket.keys(),
         app.log(),
@@ -293,9 +259,9 @@ def test_sigterm_aborts_upload_that_cannot_finish_in_grace(
 @pytest.mark.slow
 def test_sigterm_lets_upload_finish_within_grace(
     bucket: Bucket,
-    start_app: Callable[..., AppProcess],
-    start_nginx: Callable[..., Nginx],
-    run_curl: Callable[..., Curl],
+    start_app: StartApp,
+    start_nginx: StartNginx,
+    run_curl: RunCurl,
     tmp_path: Path,
 ) -> None:
     """Through nginx, one app instance with --timeout-graceful-shutdown 5: a 24 MiB upload
@@ -316,6 +282,6 @@ def test_sigterm_lets_upload_finish_within_grace(
     assert result.status == 201, (result, app.log())
     stored = result.json()["files"][0]
     assert stored["strategy"] == "multipart"
-    assert_stored(bucket, stored, 24 * MiB, sha)
+    bucket.assert_stored(stored, 24 * MiB, sha)
     assert exit_code is not None, "the app did not exit after SIGTERM"
     assert log_lines(app, "Cancel") == []

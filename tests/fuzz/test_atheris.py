@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from app.client.formbody import FormField
 from app.forms.multipart import MultipartStream
+from harness.forms import FilePart, multipart_body
 from tests.fuzz import formstream_atheris as harness
-from tests.support import FieldPart, FilePart, multipart_body
 
 ROOT = Path(__file__).resolve().parents[2]
 B = harness.BOUNDARY
@@ -21,9 +22,9 @@ B = harness.BOUNDARY
 def seeds() -> list[bytes]:
     """Valid bodies with the shapes the parser finds hard, each behind a chunk-size byte."""
     bodies = [
-        multipart_body([FieldPart("a", "v"), FilePart("f", "x.bin", b"--" + B.encode() + b"-")], B),
+        multipart_body([FormField("a", "v"), FilePart("f", "x.bin", b"--" + B.encode() + b"-")], B),
         multipart_body([FilePart("f", "a.txt", b"\r\n\r\n--\r\n-")], B),
-        multipart_body([FieldPart("t", "x"), FieldPart("t", "y"), FilePart("g", "", b"")], B),
+        multipart_body([FormField("t", "x"), FormField("t", "y"), FilePart("g", "", b"")], B),
         multipart_body([FilePart("f", "e", b"-")], B) + b"\r\nepilogue",
     ]
     return [harness.fuzz_input(size, body) for body in bodies for size in (1, 2, 7)]
@@ -32,7 +33,7 @@ def seeds() -> list[bytes]:
 def test_the_oracle_catches_chunk_dependent_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without formstream's minimum feed (its workaround for a parser bug), the harness's
     check fails on a body split inside a boundary prefix: the fuzzer can find such bugs."""
-    body = multipart_body([FieldPart("a", "v"), FilePart("f", "x", b"--" + B.encode() + b"!")], B)
+    body = multipart_body([FormField("a", "v"), FilePart("f", "x", b"--" + B.encode() + b"!")], B)
     sizes = range(1, 17)  # chunks that can fall wholly inside the 15-byte boundary prefix
     for size in sizes:
         harness.test_one_input(harness.fuzz_input(size, body))  # fine with the workaround

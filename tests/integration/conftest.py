@@ -1,4 +1,9 @@
-"""A real S3 API server (moto in server mode) on loopback, and the app in-process over it."""
+"""A real S3 API server (moto in server mode) on loopback, and the app in-process over it.
+
+A module marked `pytest.mark.rclone` stores into `rclone serve s3` instead (real timestamps,
+a server a test can stop); one marked `pytest.mark.faulty_proxy` also has the app reach it
+through tests/faulty_s3.py, which breaks the calls a test names.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,15 @@ from moto.server import ThreadedMotoServer
 
 from app.main import create_app
 from app.settings import Settings
+from harness.store import Bucket, MiB, RcloneStore
 from tests.faulty_s3 import FaultyS3
-from tests.support import Bucket, MiB, RcloneS3
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "rclone: the bucket is on `rclone serve s3`, not moto")
+    config.addinivalue_line(
+        "markers", "faulty_proxy: the app reaches the bucket through tests/faulty_s3.py"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -25,30 +37,29 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def bucket(s3_endpoint: str) -> Bucket:
-    return Bucket(s3_endpoint)
-
-
-@pytest.fixture(scope="module")
-def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneS3]:
-    """`rclone serve s3`, for tests that need real timestamps or a server they can stop."""
-    server = RcloneS3(tmp_path_factory.mktemp("rclone")).start()
-    yield server
-    server.stop()
+def bucket(request: pytest.FixtureRequest) -> Bucket:
+    """A fresh bucket on moto, or on `rclone serve s3` for tests marked `rclone`."""
+    if request.node.get_closest_marker("rclone") is not None:
+        rclone: RcloneStore = request.getfixturevalue("rclone")
+        return Bucket(rclone.endpoint)
+    return Bucket(request.getfixturevalue("s3_endpoint"))
 
 
 @pytest.fixture
-async def proxy(rclone: RcloneS3) -> AsyncIterator[FaultyS3]:
-    """tests/faulty_s3.py in front of `rclone serve s3`: faults on demand, requests seen.
-    A module that uses it points the app at it by overriding `app_endpoint`."""
+async def proxy(rclone: RcloneStore) -> AsyncIterator[FaultyS3]:
+    """tests/faulty_s3.py in front of `rclone serve s3`: faults on demand, requests seen."""
     server = await FaultyS3(rclone.endpoint).start()
     yield server
     await server.stop()
 
 
 @pytest.fixture
-def app_endpoint(bucket: Bucket) -> str:
-    """Where the app sends S3 calls: the bucket's server, unless a test puts a proxy there."""
+def app_endpoint(request: pytest.FixtureRequest, bucket: Bucket) -> str:
+    """Where the app sends S3 calls: the bucket's server, or the proxy in front of it for
+    tests marked `faulty_proxy`."""
+    if request.node.get_closest_marker("faulty_proxy") is not None:
+        proxy: FaultyS3 = request.getfixturevalue("proxy")
+        return proxy.endpoint
     return bucket.endpoint
 
 

@@ -8,8 +8,9 @@ import httpx
 import pytest
 
 from app.settings import Settings
+from harness.forms import FilePart, content_type, multipart_body
+from harness.store import Bucket
 from tests.integration.conftest import app_client
-from tests.support import Bucket, FilePart, content_type, multipart_body
 
 pytestmark = pytest.mark.anyio
 

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
+from app.client.formbody import FormField
 from app.settings import Settings
 from app.storage.client import S3Client
+from harness.forms import FilePart, content_type, multipart_body
+from harness.store import Bucket, sha256
 from tests.integration.conftest import PART, app_client
-from tests.support import Bucket, FieldPart, FilePart, content_type, multipart_body, sha256
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +56,7 @@ async def test_sixteen_uploads_under_a_small_budget_all_arrive_intact(
         storage = storage_of(http)
 
         async def send(files: list[FilePart]) -> httpx.Response:
-            body = multipart_body([FieldPart("title", "t"), *files])
+            body = multipart_body([FormField("title", "t"), *files])
             return await http.post(
                 "/uploads",
                 content=trickle(body),

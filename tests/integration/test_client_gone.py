@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
+from harness.forms import FilePart, content_type, multipart_body, part_head
+from harness.store import Bucket
 from tests.integration.conftest import PART, app_client
-from tests.support import Bucket, FilePart, content_type, multipart_body, part_head
 
 pytestmark = pytest.mark.anyio
 

@@ -9,9 +9,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from app.client.formbody import FormField
 from app.settings import Settings
+from harness.forms import FilePart, chunked, content_type, multipart_body
+from harness.store import Bucket
 from tests.integration.conftest import PART, THRESHOLD, app_client
-from tests.support import Bucket, FieldPart, FilePart, chunked, content_type, multipart_body
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +22,7 @@ BIG = random.Random(4).randbytes(THRESHOLD + PART)  # multipart
 
 
 async def post(http: httpx.AsyncClient, key: str, data: bytes) -> httpx.Response:
-    body = multipart_body([FieldPart("file.key", key), FilePart("file", "x.bin", data)])
+    body = multipart_body([FormField("file.key", key), FilePart("file", "x.bin", data)])
     return await http.post(
         "/uploads", content=chunked(body), headers={"content-type": content_type()}
     )

@@ -11,19 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from app.client.formbody import FormField
 from app.settings import Settings
+from harness.forms import BOUNDARY, FilePart, chunked, content_type, multipart_body, part_head
+from harness.store import Bucket, sha256
 from tests.integration.conftest import PART, app_client
-from tests.support import (
-    BOUNDARY,
-    Bucket,
-    FieldPart,
-    FilePart,
-    chunked,
-    content_type,
-    multipart_body,
-    part_head,
-    sha256,
-)
 
 pytestmark = pytest.mark.anyio
 
@@ -138,25 +130,20 @@ async def test_huge_header_sections_are_refused_early(
 TINY = 20_000
 
 
-async def test_tens_of_thousands_of_tiny_parts_hit_the_part_limit(
-    client: httpx.AsyncClient, bucket: Bucket
-) -> None:
-    """Empty-filename parts (a form with many unused file inputs) store nothing but count:
-    the default UPLOAD_MAX_PARTS (1000) ends the request long before its end."""
-    parts: list[Any] = [FilePart("f", "", b"") for _ in range(TINY)]
-    counting = CountingBody(multipart_body([*parts, FilePart("file", "a.bin", b"x")]))
-    assert_error(await post(client, counting), 400, "too_many_parts")
-    assert counting.pulled < len(counting.body) // 4
-    bucket.assert_clean()
-    await assert_alive(client, bucket)
+TINY_FORMS = {
+    # Empty-filename parts (a form with many unused file inputs) store nothing but count: the
+    # default UPLOAD_MAX_PARTS (1000) ends the request long before its end.
+    "parts": ([FilePart("f", "", b"") for _ in range(TINY)], "too_many_parts"),
+    "fields": ([FormField(f"f{i}", "v") for i in range(TINY)], "too_many_fields"),
+}
 
 
-async def test_tens_of_thousands_of_tiny_fields_hit_the_field_limit(
-    client: httpx.AsyncClient, bucket: Bucket
+@pytest.mark.parametrize(("parts", "code"), TINY_FORMS.values(), ids=TINY_FORMS.keys())
+async def test_tens_of_thousands_of_tiny_parts_hit_a_limit(
+    client: httpx.AsyncClient, bucket: Bucket, parts: list[Any], code: str
 ) -> None:
-    parts: list[Any] = [FieldPart(f"f{i}", "v") for i in range(TINY)]
     counting = CountingBody(multipart_body([*parts, FilePart("file", "a.bin", b"x")]))
-    assert_error(await post(client, counting), 400, "too_many_fields")
+    assert_error(await post(client, counting), 400, code)
     assert counting.pulled < len(counting.body) // 4
     bucket.assert_clean()
     await assert_alive(client, bucket)
@@ -173,7 +160,7 @@ async def test_tens_of_thousands_of_tiny_parts_within_raised_limits_are_stored(
     many = TINY // 4
     parts: list[Any] = [FilePart("unused", "", b"") for _ in range(many)]
     parts += [FilePart("file", "a.bin", data)]
-    parts += [FieldPart("tag", str(i % 10)) for i in range(many)]
+    parts += [FormField("tag", str(i % 10)) for i in range(many)]
     body = multipart_body(parts)
     settings = settings_for(max_parts=2 * many + 1, max_fields=many)
     async with app_client(settings) as http:
@@ -198,12 +185,12 @@ async def test_duplicate_field_names_keep_every_file_and_value(
     first, second = b"first" * 1000, bytes(range(256)) * (2 * PART // 256 + 1)
     body = multipart_body(
         [
-            FieldPart("file", "a text field named like the files"),
+            FormField("file", "a text field named like the files"),
             FilePart("file", "same.bin", first),
-            FieldPart("note", "one"),
+            FormField("note", "one"),
             FilePart("file", "same.bin", second),
-            FieldPart("note", "two"),
-            FieldPart("note", "three"),
+            FormField("note", "two"),
+            FormField("note", "three"),
         ]
     )
     response = await post(client, body)
@@ -227,9 +214,9 @@ async def test_duplicate_file_fields_each_with_its_own_digest(
     first, second = b"first" * 100, b"second" * 100
     body = multipart_body(
         [
-            FieldPart("file.sha256", sha256(first)),
+            FormField("file.sha256", sha256(first)),
             FilePart("file", "a.bin", first),
-            FieldPart("file.sha256", sha256(second)),
+            FormField("file.sha256", sha256(second)),
             FilePart("file", "b.bin", second),
         ]
     )
@@ -247,7 +234,7 @@ async def test_one_digest_for_two_files_of_a_field_is_400(
     first, second = b"first" * 100, b"second" * 100
     body = multipart_body(
         [
-            FieldPart("file.sha256", sha256(first)),
+            FormField("file.sha256", sha256(first)),
             FilePart("file", "a.bin", first),
             FilePart("file", "b.bin", second),
         ]

@@ -16,23 +16,14 @@ from collections.abc import Callable
 import pytest
 
 from app.settings import Settings
+from harness.forms import FilePart, chunked, content_type, multipart_body
+from harness.store import Bucket
 from tests.faulty_s3 import FaultyS3
 from tests.integration.conftest import PART, app_client
-from tests.support import Bucket, FilePart, RcloneS3, chunked, content_type, multipart_body
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.rclone, pytest.mark.faulty_proxy]
 
 DATA = random.Random(11).randbytes(2 * PART + 999)
-
-
-@pytest.fixture
-def bucket(rclone: RcloneS3) -> Bucket:
-    return Bucket(rclone.endpoint)
-
-
-@pytest.fixture
-def app_endpoint(proxy: FaultyS3) -> str:
-    return proxy.endpoint
 
 
 @pytest.mark.parametrize("signing", ["auto", "off"])

@@ -10,7 +10,7 @@ import app.main
 from app.main import from_env
 from app.settings import SettingsError
 from app.units import MiB
-from tests.support import Bucket
+from harness.store import Bucket
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.forms import FilePart, content_type, multipart_body
 from tests.integration.conftest import PART
-from tests.support import FilePart, content_type, multipart_body
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from app.forms.keys import MAX_ENCODED_NAME, MAX_NAME_BYTES, ORIGINAL_NAME_KEY
-from tests.support import BOUNDARY, Bucket, FilePart, chunked, content_type, multipart_body
+from harness.forms import BOUNDARY, FilePart, chunked, content_type, multipart_body
+from harness.store import Bucket
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +25,8 @@ DATA = b"name test \r\n--" * 100
 
 
 def body_with_disposition(params: bytes, data: bytes = DATA) -> bytes:
-    """A one-file form whose Content-Disposition parameters are exactly `params`."""
+    """A one-file form whose Content-Disposition parameters are exactly `params`, written raw:
+    for parameters no encoder writes (raw line breaks, RFC 5987 `filename*=`)."""
     return (
         f"--{BOUNDARY}\r\n".encode()
         + b'Content-Disposition: form-data; name="file"; '
@@ -35,9 +37,9 @@ def body_with_disposition(params: bytes, data: bytes = DATA) -> bytes:
     )
 
 
-def quoted(name: str) -> bytes:
-    """`filename="..."` with `"` and `\\` backslash-escaped (curl --form-escape, our client)."""
-    return b'filename="' + name.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
+def named(name: str) -> bytes:
+    """A one-file form naming the file `name`, escaped as our client and curl escape it."""
+    return multipart_body([FilePart("file", name, DATA)])
 
 
 async def upload(http: httpx.AsyncClient, body: bytes) -> httpx.Response:
@@ -96,7 +98,7 @@ NAMES = {
 async def test_hostile_names_stay_inside_the_prefix(
     client: httpx.AsyncClient, bucket: Bucket, name: str, segment: str
 ) -> None:
-    response = await upload(client, body_with_disposition(quoted(name)))
+    response = await upload(client, named(name))
     assert response.status_code == 201, response.text
     stored = response.json()["files"][0]
     assert stored["filename"] == name  # the original, in the response...
@@ -115,7 +117,7 @@ async def test_one_kilobyte_names_are_cut_keeping_the_extension(
     client: httpx.AsyncClient, bucket: Bucket, name: str
 ) -> None:
     assert len(name.encode()) >= 1020
-    response = await upload(client, body_with_disposition(quoted(name)))
+    response = await upload(client, named(name))
     assert response.status_code == 201, response.text
     stored = response.json()["files"][0]
     assert stored["filename"] == name
@@ -136,7 +138,7 @@ async def test_crlf_as_browsers_send_it_is_kept_as_text(
     """Browsers send CR LF in a name as %0D%0A (and `"` as %22): plain text to us, never a
     header break; it reaches the response as sent and the key as harmless characters."""
     name = "evil%0D%0AX-Injected: 1%22.txt"
-    response = await upload(client, body_with_disposition(quoted(name)))
+    response = await upload(client, named(name))
     assert response.status_code == 201, response.text
     stored = response.json()["files"][0]
     assert stored["filename"] == name
@@ -217,12 +219,12 @@ async def test_an_empty_extended_filename_is_no_file(
     bucket.assert_clean()
 
 
-async def test_names_from_multipart_body_helper_round_trip(
+async def test_the_raw_helper_writes_what_the_encoder_writes(
     client: httpx.AsyncClient, bucket: Bucket
 ) -> None:
-    """Sanity check of the helper above against tests.support's plain quoting."""
-    body = multipart_body([FilePart("file", "plain name.bin", DATA)])
-    assert body == body_with_disposition(quoted("plain name.bin"))
+    """Sanity check of body_with_disposition against the encoder the other tests use."""
+    body = named("plain name.bin")
+    assert body == body_with_disposition(b'filename="plain name.bin"')
     response = await upload(client, body)
     assert response.status_code == 201
     bucket.assert_intact(response.json()["files"][0], DATA)

@@ -9,9 +9,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from app.client.formbody import FormField
 from app.settings import Settings
+from harness.forms import FilePart, content_type, multipart_body
+from harness.store import Bucket, sha256
 from tests.integration.conftest import app_client
-from tests.support import Bucket, FieldPart, FilePart, content_type, multipart_body, sha256
 
 pytestmark = pytest.mark.anyio
 
@@ -20,7 +22,7 @@ TOKEN = "page-test-token-0123456789abcdef"
 
 
 async def post_form(
-    http: httpx.AsyncClient, parts: list[FilePart | FieldPart], **headers: str
+    http: httpx.AsyncClient, parts: list[FilePart | FormField], **headers: str
 ) -> httpx.Response:
     return await http.post(
         "/uploads",
@@ -72,8 +74,8 @@ async def test_unknown_asset_is_404(client: httpx.AsyncClient) -> None:
 
 async def test_browser_gets_an_html_result_page(client: httpx.AsyncClient, bucket: Bucket) -> None:
     data = b"hello from a browser\n"
-    parts: list[FilePart | FieldPart] = [
-        FieldPart("title", "<b>trip</b> & more"),
+    parts: list[FilePart | FormField] = [
+        FormField("title", "<b>trip</b> & more"),
         FilePart("file", "<script>alert(1)</script>.txt", data, "text/plain"),
     ]
     answer = await post_form(client, parts, **BROWSER)
@@ -93,7 +95,7 @@ async def test_browser_gets_an_html_result_page(client: httpx.AsyncClient, bucke
 
 
 async def test_browser_gets_an_html_error_page(client: httpx.AsyncClient, bucket: Bucket) -> None:
-    answer = await post_form(client, [FieldPart("title", "no file here")], **BROWSER)
+    answer = await post_form(client, [FormField("title", "no file here")], **BROWSER)
     assert answer.status_code == 400
     assert answer.headers["content-type"].startswith("text/html")
     assert "no_file" in answer.text
@@ -125,7 +127,7 @@ async def test_scripts_keep_getting_json(
     assert answer.headers["content-type"] == "application/json"
     bucket.assert_intact(answer.json()["files"][0], data)
 
-    failed = await post_form(client, [FieldPart("title", "x")], **headers)
+    failed = await post_form(client, [FormField("title", "x")], **headers)
     assert failed.status_code == 400
     assert failed.json() == {
         "error": {

@@ -4,34 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
-from tests.support import free_port, wait_for_port
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "UPLOAD_"))}
-    env.update(extra)
-    return env
+from harness.processes import ROOT, Process, free_port
+from harness.servers import run_app_command, service_environment
 
 
 def test_serve_with_nothing_configured_uses_the_embedded_store(tmp_path: Path) -> None:
-    port = free_port()
     data_dir = tmp_path / "s3"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        env=clean_env(),
-    )
+    port = free_port()
+    serve = [sys.executable, "-m", "app", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    log = tmp_path / "serve.log"
+    server = Process("app serve", serve, port, log, env=service_environment()).start()
     try:
-        wait_for_port(port, proc=proc, timeout=30)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
             assert http.get("/readyz").status_code == 200
             data = os.urandom(100_000)
             response = http.post("/uploads", files={"file": ("notes.txt", data, "text/plain")})
@@ -40,25 +31,30 @@ def test_serve_with_nothing_configured_uses_the_embedded_store(tmp_path: Path) -
         on_disk = data_dir / "uploads" / stored["key"]
         assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        server.send_signal(signal.SIGTERM)
+        exit_status = server.wait(timeout=30)
+        server.stop()
+    assert exit_status == 0
 
 
 def test_invalid_setting_stops_start_up_naming_the_variable() -> None:
-    for command in (
-        [sys.executable, "-m", "app", "serve"],
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(free_port())],
-    ):
-        result = subprocess.run(
-            command,
+    settings = {
+        "S3_BUCKET": "b",
+        "S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "UPLOAD_PART_SIZE": "1MiB",
+    }
+    uvicorn = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(free_port())]
+    for result in (
+        run_app_command("serve", env=settings, timeout=60),
+        subprocess.run(
+            uvicorn,
             cwd=ROOT,
-            env=clean_env(
-                S3_BUCKET="b", S3_ENDPOINT_URL="http://127.0.0.1:9", UPLOAD_PART_SIZE="1MiB"
-            ),
+            env=service_environment(settings),
             capture_output=True,
             text=True,
             timeout=60,
-        )
+        ),
+    ):
         assert result.returncode != 0
         assert "UPLOAD_PART_SIZE" in result.stderr
 
@@ -74,7 +70,7 @@ def test_client_commands_do_not_import_the_server_stack() -> None:
             f"import sys, app.__main__; print([m for m in {heavy!r} if m in sys.modules])",
         ],
         cwd=ROOT,
-        env=clean_env(),
+        env=service_environment(),
         capture_output=True,
         text=True,
         timeout=60,

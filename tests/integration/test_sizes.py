@@ -8,8 +8,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from harness.forms import FilePart, chunked, content_type, multipart_body
+from harness.store import Bucket
 from tests.integration.conftest import PART
-from tests.support import Bucket, FilePart, chunked, content_type, multipart_body
 
 pytestmark = pytest.mark.anyio
 

@@ -14,27 +14,23 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
+from harness.forms import FilePart, content_type, multipart_body, part_head
+from harness.store import Bucket, RcloneStore
 from tests.integration.conftest import PART, app_client
 from tests.integration.test_client_gone import FILE, scope_for
-from tests.support import Bucket, FilePart, RcloneS3, content_type, multipart_body, part_head
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.rclone]
 
 
 @pytest.fixture
-def rclone(tmp_path: Path) -> Iterator[RcloneS3]:  # one per test: the tests stop it
-    server = RcloneS3(tmp_path / "s3").start()
+def rclone(tmp_path: Path) -> Iterator[RcloneStore]:  # one per test: the tests stop it
+    server = RcloneStore(tmp_path / "s3", tmp_path / "rclone.log").start()
     yield server
     server.stop()
 
 
-@pytest.fixture
-def bucket(rclone: RcloneS3) -> Bucket:
-    return Bucket(rclone.endpoint)
-
-
 async def test_storage_down_then_back(
-    rclone: RcloneS3, bucket: Bucket, settings_for: Callable[..., Settings]
+    rclone: RcloneStore, bucket: Bucket, settings_for: Callable[..., Settings]
 ) -> None:
     small = multipart_body([FilePart("f", "small.bin", b"x" * 1000)])
     large = multipart_body([FilePart("f", "large.bin", b"y" * (2 * PART + 1))])
@@ -61,7 +57,7 @@ async def test_storage_down_then_back(
 
 
 async def test_abort_that_cannot_reach_storage_is_logged_with_its_upload_id(
-    rclone: RcloneS3,
+    rclone: RcloneStore,
     bucket: Bucket,
     settings_for: Callable[..., Settings],
     caplog: pytest.LogCaptureFixture,

@@ -13,23 +13,14 @@ import httpx
 import pytest
 
 from app.settings import Settings
+from harness.forms import FilePart, chunked, content_type, multipart_body
+from harness.store import Bucket
 from tests.faulty_s3 import Fault, FaultyS3
 from tests.integration.conftest import PART, app_client
-from tests.support import Bucket, FilePart, RcloneS3, chunked, content_type, multipart_body
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.rclone, pytest.mark.faulty_proxy]
 
 DATA = bytes(range(256)) * (3 * PART // 256) + b"tail"  # 3 parts and a bit: 4 parts
-
-
-@pytest.fixture
-def bucket(rclone: RcloneS3) -> Bucket:
-    return Bucket(rclone.endpoint)
-
-
-@pytest.fixture
-def app_endpoint(proxy: FaultyS3) -> str:
-    return proxy.endpoint
 
 
 async def post(http: httpx.AsyncClient, data: bytes) -> httpx.Response:

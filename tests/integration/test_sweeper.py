@@ -10,12 +10,9 @@ import pytest
 
 from app.__main__ import main
 from app.ops.sweep import parse_duration
-from tests.support import Bucket, RcloneS3
+from harness.store import Bucket
 
-
-@pytest.fixture
-def bucket(rclone: RcloneS3) -> Bucket:
-    return Bucket(rclone.endpoint)
+pytestmark = pytest.mark.rclone
 
 
 def start_uploads(bucket: Bucket, *keys: str) -> dict[str, str]:

@@ -9,18 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+from app.client.formbody import FormField
 from app.settings import Settings
+from harness.forms import FilePart, chunked, content_type, multipart_body, part_head
+from harness.store import Bucket, sha256
 from tests.integration.conftest import PART, THRESHOLD, app_client
-from tests.support import (
-    Bucket,
-    FieldPart,
-    FilePart,
-    chunked,
-    content_type,
-    multipart_body,
-    part_head,
-    sha256,
-)
 
 pytestmark = pytest.mark.anyio
 
@@ -77,13 +70,13 @@ async def test_several_files_and_fields_in_one_form(
     big, small, empty = payload(2 * PART + 3), payload(100), b""
     body = multipart_body(
         [
-            FieldPart("title", "holiday ✈"),
+            FormField("title", "holiday ✈"),
             FilePart("video", "a.mp4", big, "video/mp4"),
-            FieldPart("note", "between"),
+            FormField("note", "between"),
             FilePart("thumb", "a.png", small, "image/png"),
             FilePart("extra", "empty.txt", empty, "text/plain"),
-            FieldPart("tag", "x"),
-            FieldPart("tag", "y"),
+            FormField("tag", "x"),
+            FormField("tag", "y"),
         ]
     )
     response = await post(client, body, stream=True)
@@ -130,7 +123,7 @@ async def test_empty_filename_part_is_ignored(client: httpx.AsyncClient, bucket:
 
 @pytest.mark.parametrize(
     "parts",
-    [[FieldPart("title", "no file here")], [FilePart("file", "", b"")], []],
+    [[FormField("title", "no file here")], [FilePart("file", "", b"")], []],
     ids=["fields-only", "no-file-chosen", "empty-form"],
 )
 async def test_no_file_is_400(client: httpx.AsyncClient, bucket: Bucket, parts: list[Any]) -> None:
@@ -268,10 +261,10 @@ async def test_too_many_fields_and_field_too_large(
 ) -> None:
     async with app_client(settings_for(max_fields=2, max_field_bytes=10)) as http:
         many = multipart_body(
-            [FieldPart(f"f{i}", "v") for i in range(3)] + [FilePart("f", "a", b"x")]
+            [FormField(f"f{i}", "v") for i in range(3)] + [FilePart("f", "a", b"x")]
         )
         assert_error(await post(http, many), 400, "too_many_fields")
-        long = multipart_body([FieldPart("f", "v" * 11), FilePart("f", "a", b"x")])
+        long = multipart_body([FormField("f", "v" * 11), FilePart("f", "a", b"x")])
         assert_error(await post(http, long), 400, "field_too_large")
     bucket.assert_clean()
 
@@ -379,8 +372,8 @@ async def test_client_digest_field_is_checked(
     client: httpx.AsyncClient, bucket: Bucket, where: str, size: int
 ) -> None:
     data = payload(size)
-    good = FieldPart("video.sha256", sha256(data).upper())
-    bad = FieldPart("video.sha256", sha256(data + b"x"))
+    good = FormField("video.sha256", sha256(data).upper())
+    bad = FormField("video.sha256", sha256(data + b"x"))
     for digest, status in [(bad, 422), (good, 201)]:
         file = FilePart("video", "v.mp4", data)
         parts = [digest, file] if where == "before" else [file, digest]
@@ -393,7 +386,7 @@ async def test_client_digest_field_is_checked(
 
 
 async def test_malformed_client_digest_is_400(client: httpx.AsyncClient, bucket: Bucket) -> None:
-    body = multipart_body([FieldPart("f.sha256", "abc"), FilePart("f", "a.bin", b"data")])
+    body = multipart_body([FormField("f.sha256", "abc"), FilePart("f", "a.bin", b"data")])
     assert_error(await post(client, body), 400, "invalid_digest")
     bucket.assert_clean()
 
