@@ -17,8 +17,10 @@ from collections.abc import Callable
 
 from app.forms.multipart import MultipartStream
 from app.units import MiB, parse_size
+from harness.forms import FilePart, content_type, multipart_body
 
-BOUNDARY = b"----streaming-upload-bench-7Qk2"
+BOUNDARY = "----streaming-upload-bench-7Qk2"
+B = BOUNDARY.encode()
 
 
 def payloads(size: int) -> dict[str, Callable[[], bytes]]:
@@ -33,24 +35,16 @@ def payloads(size: int) -> dict[str, Callable[[], bytes]]:
         "cr": lambda: repeat(b"\r"),
         "dashes": lambda: repeat(b"-"),
         "crlf-dashes": lambda: repeat(b"\r\n--"),
-        "partial-boundary-1": lambda: repeat(b"\r\n--" + BOUNDARY[:1]),
-        "partial-boundary-half": lambda: repeat(b"\r\n--" + BOUNDARY[: len(BOUNDARY) // 2]),
-        "partial-boundary-all-but-1": lambda: repeat(b"\r\n--" + BOUNDARY[:-1]),
+        "partial-boundary-1": lambda: repeat(b"\r\n--" + B[:1]),
+        "partial-boundary-half": lambda: repeat(b"\r\n--" + B[: len(B) // 2]),
+        "partial-boundary-all-but-1": lambda: repeat(b"\r\n--" + B[:-1]),
     }
-
-
-def body_of(data: bytes) -> bytes:
-    head = (
-        b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="file"; '
-        b'filename="x.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
-    )
-    return head + data + b"\r\n--" + BOUNDARY + b"--\r\n"
 
 
 def parse(body: bytes, chunk: int) -> tuple[float, int, int]:
     """CPU seconds, `bytes` events and file bytes for parsing `body` in `chunk` pieces."""
     stream = MultipartStream(
-        {"content-type": "multipart/form-data; boundary=" + BOUNDARY.decode()},
+        {"content-type": content_type(BOUNDARY)},
         max_part_header_bytes=16 * 1024,
     )
     events = 0
@@ -80,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'payload':<28} {'cpu s':>7} {'MiB/s':>8} {'x random':>9} {'events/MiB':>11}")
     baseline: float | None = None
     for name, make in payloads(size).items():
-        body = body_of(make())
+        body = multipart_body([FilePart("file", "x.bin", make())], BOUNDARY)
         runs = [parse(body, chunk) for _ in range(max(args.rounds, 1))]
         seconds = min(r[0] for r in runs)
         _, events, received = runs[0]

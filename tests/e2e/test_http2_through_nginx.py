@@ -35,11 +35,7 @@ class H2cNginx(Nginx):
 
 
 def test_curl_http2_upload_streams_through_nginx(
-    bucket: Bucket,
-    start_app: StartApp,
-    start_nginx: StartNginx,
-    run_curl: RunCurl,
-    tmp_path: Path,
+    bucket: Bucket, start_app: StartApp, start_nginx: StartNginx, run_curl: RunCurl, tmp_path: Path
 ) -> None:
     app = start_app(bucket, part_size=PART)
     nginx = start_nginx([app.address], server_class=H2cNginx)

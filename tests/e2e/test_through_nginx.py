@@ -45,11 +45,7 @@ def upload_file(run_curl: RunCurl, nginx: Nginx, path: Path, sha: str, bucket: B
 
 @pytest.mark.slow
 def test_one_gib_curl_upload_streams_through_nginx(
-    bucket: Bucket,
-    start_app: StartApp,
-    start_nginx: StartNginx,
-    run_curl: RunCurl,
-    tmp_path: Path,
+    bucket: Bucket, start_app: StartApp, start_nginx: StartNginx, run_curl: RunCurl, tmp_path: Path
 ) -> None:
     """`curl -F file=@1GiB` through nginx: nothing spooled by nginx, nothing written to disk
     by the app, bounded app memory, and parts stored while curl is still sending."""
@@ -105,11 +101,7 @@ def test_one_gib_curl_upload_streams_through_nginx(
 
 
 def test_client_gone_halfway_leaves_nothing(
-    bucket: Bucket,
-    start_app: StartApp,
-    start_nginx: StartNginx,
-    run_curl: RunCurl,
-    tmp_path: Path,
+    bucket: Bucket, start_app: StartApp, start_nginx: StartNginx, run_curl: RunCurl, tmp_path: Path
 ) -> None:
     """Half of a 200 MiB body (with Content-Length) over a raw socket to nginx, then close:
     the app aborts the multipart upload it started and keeps serving."""
@@ -225,11 +217,7 @@ def log_lines(app: AppServer, *needles: str) -> list[str]:
 
 @pytest.mark.slow
 def test_sigterm_aborts_upload_that_cannot_finish_in_grace(
-    bucket: Bucket,
-    start_app: StartApp,
-    start_nginx: StartNginx,
-    run_curl: RunCurl,
-    tmp_path: Path,
+    bucket: Bucket, start_app: StartApp, start_nginx: StartNginx, run_curl: RunCurl, tmp_path: Path
 ) -> None:
     """Through nginx, one app instance with --timeout-graceful-shutdown 5: a 64 MiB upload
     at 4 MB/s (16 s) is still running when the grace time ends. The app must abort its
@@ -258,11 +246,7 @@ def test_sigterm_aborts_upload_that_cannot_finish_in_grace(
 
 @pytest.mark.slow
 def test_sigterm_lets_upload_finish_within_grace(
-    bucket: Bucket,
-    start_app: StartApp,
-    start_nginx: StartNginx,
-    run_curl: RunCurl,
-    tmp_path: Path,
+    bucket: Bucket, start_app: StartApp, start_nginx: StartNginx, run_curl: RunCurl, tmp_path: Path
 ) -> None:
     """Through nginx, one app instance with --timeout-graceful-shutdown 5: a 24 MiB upload
     at 16 MB/s (1.5 s) that is under way at SIGTERM completes intact (201), then the app

@@ -97,6 +97,14 @@ async def client(settings_for: Callable[..., Settings]) -> AsyncIterator[httpx.A
         yield http
 
 
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    """The documented error answer: `status`, and a JSON error with `code` and a message."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and error["message"]
+
+
 class app_client:
     """`async with app_client(settings) as http:` runs the app's lifespan around a client."""
 

@@ -93,6 +93,13 @@ async def drive(
     return receive, sent
 
 
+def answered(sent: list[dict[str, Any]]) -> tuple[int, bytes]:
+    """The status and body of the response in the messages the app sent."""
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], body
+
+
 @pytest.mark.parametrize(
     "file_bytes",
     [None, PART // 2, 2 * PART, 3 * PART + 7],
@@ -107,8 +114,7 @@ async def test_disconnect_mid_body_leaves_nothing(
     if stop_at > PART + 65536:
         assert len(receive.uploads_seen_before_end) == 1  # a multipart upload was under way
     bucket.assert_clean()
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    assert start["status"] == 400  # never read by the gone client, but well-formed
+    assert answered(sent)[0] == 400  # never read by the gone client, but well-formed
 
 
 @pytest.mark.parametrize("parts_in_flight", [1, 3])
@@ -120,9 +126,8 @@ async def test_cancelled_request_is_aborted(
     )
     assert len(receive.uploads_seen_before_end) == 1
     bucket.assert_clean()
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    assert start["status"] == 503
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    status, body = answered(sent)
+    assert status == 503
     assert json.loads(body)["error"]["code"] == "shutting_down"
 
 
@@ -137,7 +142,6 @@ async def test_stalled_client_hits_the_idle_timeout(
     if file_bytes:
         assert len(receive.uploads_seen_before_end) == 1
     bucket.assert_clean()
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    assert start["status"] == 408
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    status, body = answered(sent)
+    assert status == 408
     assert json.loads(body)["error"]["code"] == "idle_timeout"

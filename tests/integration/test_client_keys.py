@@ -13,7 +13,7 @@ from app.client.formbody import FormField
 from app.settings import Settings
 from harness.forms import FilePart, chunked, content_type, multipart_body
 from harness.store import Bucket
-from tests.integration.conftest import PART, THRESHOLD, app_client
+from tests.integration.conftest import PART, THRESHOLD, app_client, assert_error
 
 pytestmark = pytest.mark.anyio
 
@@ -47,8 +47,7 @@ async def test_unsafe_chosen_keys_are_refused(
 ) -> None:
     async with app_client(settings_for(client_keys=True)) as http:
         response = await post(http, key, SMALL)
-    assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "invalid_key"
+    assert_error(response, 400, "invalid_key")
     bucket.assert_clean()
 
 

@@ -15,7 +15,7 @@ from app.client.formbody import FormField
 from app.settings import Settings
 from harness.forms import BOUNDARY, FilePart, chunked, content_type, multipart_body, part_head
 from harness.store import Bucket, sha256
-from tests.integration.conftest import PART, app_client
+from tests.integration.conftest import PART, app_client, assert_error
 
 pytestmark = pytest.mark.anyio
 
@@ -43,13 +43,6 @@ class CountingBody:
 async def post(http: httpx.AsyncClient, body: Any) -> httpx.Response:
     content = chunked(body) if isinstance(body, bytes) else body
     return await http.post("/uploads", content=content, headers={"content-type": content_type()})
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
 
 
 async def assert_alive(http: httpx.AsyncClient, bucket: Bucket) -> None:
@@ -208,40 +201,32 @@ async def test_duplicate_field_names_keep_every_file_and_value(
     }
 
 
+FIRST, SECOND = b"first" * 100, b"second" * 100
+FIRST_FILE, SECOND_FILE = FilePart("file", "a.bin", FIRST), FilePart("file", "b.bin", SECOND)
+
+
+def digest_of(data: bytes) -> FormField:
+    """The client's SHA-256 of a file of the field `file`."""
+    return FormField("file.sha256", sha256(data))
+
+
 async def test_duplicate_file_fields_each_with_its_own_digest(
     client: httpx.AsyncClient, bucket: Bucket
 ) -> None:
-    first, second = b"first" * 100, b"second" * 100
-    body = multipart_body(
-        [
-            FormField("file.sha256", sha256(first)),
-            FilePart("file", "a.bin", first),
-            FormField("file.sha256", sha256(second)),
-            FilePart("file", "b.bin", second),
-        ]
-    )
+    body = multipart_body([digest_of(FIRST), FIRST_FILE, digest_of(SECOND), SECOND_FILE])
     response = await post(client, body)
     # Digests pair with the files of their field name in order.
     assert response.status_code == 201, response.text
     files = response.json()["files"]
-    bucket.assert_intact(files[0], first)
-    bucket.assert_intact(files[1], second)
+    bucket.assert_intact(files[0], FIRST)
+    bucket.assert_intact(files[1], SECOND)
 
 
 async def test_one_digest_for_two_files_of_a_field_is_400(
     client: httpx.AsyncClient, bucket: Bucket
 ) -> None:
-    first, second = b"first" * 100, b"second" * 100
-    body = multipart_body(
-        [
-            FormField("file.sha256", sha256(first)),
-            FilePart("file", "a.bin", first),
-            FilePart("file", "b.bin", second),
-        ]
-    )
-    response = await post(client, body)
-    assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "invalid_digest"
+    response = await post(client, multipart_body([digest_of(FIRST), FIRST_FILE, SECOND_FILE]))
+    assert_error(response, 400, "invalid_digest")
     bucket.assert_clean()
 
 

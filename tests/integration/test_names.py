@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 from urllib.parse import quote, unquote
 
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from app.forms.keys import MAX_ENCODED_NAME, MAX_NAME_BYTES, ORIGINAL_NAME_KEY
 from harness.forms import BOUNDARY, FilePart, chunked, content_type, multipart_body
 from harness.store import Bucket
+from tests.integration.conftest import assert_error
 
 pytestmark = pytest.mark.anyio
 
@@ -46,6 +48,19 @@ async def upload(http: httpx.AsyncClient, body: bytes) -> httpx.Response:
     return await http.post(
         "/uploads", content=chunked(body), headers={"content-type": content_type()}
     )
+
+
+async def stored_as(
+    http: httpx.AsyncClient, bucket: Bucket, body: bytes, name: str
+) -> dict[str, Any]:
+    """Upload the one-file form: 201, the name answered as sent, DATA stored intact; what
+    the answer says about the file."""
+    response = await upload(http, body)
+    assert response.status_code == 201, response.text
+    stored: dict[str, Any] = response.json()["files"][0]
+    assert stored["filename"] == name
+    bucket.assert_intact(stored, DATA)
+    return stored
 
 
 def original_name(bucket: Bucket, key: str) -> str:
@@ -98,13 +113,9 @@ NAMES = {
 async def test_hostile_names_stay_inside_the_prefix(
     client: httpx.AsyncClient, bucket: Bucket, name: str, segment: str
 ) -> None:
-    response = await upload(client, named(name))
-    assert response.status_code == 201, response.text
-    stored = response.json()["files"][0]
-    assert stored["filename"] == name  # the original, in the response...
+    stored = await stored_as(client, bucket, named(name), name)  # the original answered...
     assert original_name(bucket, stored["key"]) == name  # ...and safely in the metadata
     assert assert_safe_key(stored["key"]) == segment
-    bucket.assert_intact(stored, DATA)
     assert bucket.keys() == [stored["key"]]
 
 
@@ -117,10 +128,7 @@ async def test_one_kilobyte_names_are_cut_keeping_the_extension(
     client: httpx.AsyncClient, bucket: Bucket, name: str
 ) -> None:
     assert len(name.encode()) >= 1020
-    response = await upload(client, named(name))
-    assert response.status_code == 201, response.text
-    stored = response.json()["files"][0]
-    assert stored["filename"] == name
+    stored = await stored_as(client, bucket, named(name), name)
     segment = assert_safe_key(stored["key"])
     assert len(segment.encode()) > MAX_NAME_BYTES - 4  # cut, not dropped
     if "." in name:
@@ -129,7 +137,6 @@ async def test_one_kilobyte_names_are_cut_keeping_the_extension(
     kept = original_name(bucket, stored["key"])  # the metadata keeps as much as fits
     assert name.startswith(kept) and len(quote(kept, safe="")) <= MAX_ENCODED_NAME
     assert len(kept) >= len(name) // 10
-    bucket.assert_intact(stored, DATA)
 
 
 async def test_crlf_as_browsers_send_it_is_kept_as_text(
@@ -138,12 +145,8 @@ async def test_crlf_as_browsers_send_it_is_kept_as_text(
     """Browsers send CR LF in a name as %0D%0A (and `"` as %22): plain text to us, never a
     header break; it reaches the response as sent and the key as harmless characters."""
     name = "evil%0D%0AX-Injected: 1%22.txt"
-    response = await upload(client, named(name))
-    assert response.status_code == 201, response.text
-    stored = response.json()["files"][0]
-    assert stored["filename"] == name
+    stored = await stored_as(client, bucket, named(name), name)
     assert assert_safe_key(stored["key"]) == name
-    bucket.assert_intact(stored, DATA)
 
 
 @pytest.mark.parametrize(
@@ -185,12 +188,8 @@ EXTENDED = {
 async def test_rfc5987_filenames_are_decoded_and_made_safe(
     client: httpx.AsyncClient, bucket: Bucket, params: bytes, name: str, segment: str
 ) -> None:
-    response = await upload(client, body_with_disposition(params))
-    assert response.status_code == 201, response.text
-    stored = response.json()["files"][0]
-    assert stored["filename"] == name
+    stored = await stored_as(client, bucket, body_with_disposition(params), name)
     assert assert_safe_key(stored["key"]) == segment
-    bucket.assert_intact(stored, DATA)
 
 
 async def test_filename_and_filename_star_together_give_one_of_them(
@@ -214,8 +213,7 @@ async def test_an_empty_extended_filename_is_no_file(
 ) -> None:
     """`filename*=UTF-8''` decodes to no filename at all: the part is a text field."""
     response = await upload(client, body_with_disposition(b"filename*=UTF-8''"))
-    assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "no_file"
+    assert_error(response, 400, "no_file")
     bucket.assert_clean()
 
 

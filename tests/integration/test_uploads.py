@@ -13,7 +13,7 @@ from app.client.formbody import FormField
 from app.settings import Settings
 from harness.forms import FilePart, chunked, content_type, multipart_body, part_head
 from harness.store import Bucket, sha256
-from tests.integration.conftest import PART, THRESHOLD, app_client
+from tests.integration.conftest import PART, THRESHOLD, app_client, assert_error
 
 pytestmark = pytest.mark.anyio
 
@@ -154,13 +154,6 @@ async def test_filename_cannot_escape_the_prefix(client: httpx.AsyncClient, buck
 
 
 # --- errors: documented status and code, nothing left in the bucket -------------------------
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 
 @pytest.mark.parametrize(

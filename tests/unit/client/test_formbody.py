@@ -130,18 +130,19 @@ def test_a_file_that_changed_size_stops_the_body(sent: bytes, promised: int) -> 
         b"".join(body.chunks())
 
 
-@pytest.mark.parametrize(
-    ("value", "quoted"),
-    [
-        ("plain.txt", '"plain.txt"'),
-        ('say "hi".txt', r'"say \"hi\".txt"'),
-        ("back\\slash", r'"back\\slash"'),
-        ("a\r\nContent-Type: text/html\r\n.txt", '"aContent-Type: text/html.txt"'),
-        ("ünïcödé €.txt", '"ünïcödé €.txt"'),
-        ("semi;colon=x", '"semi;colon=x"'),
-        ("", '""'),
-    ],
-)
+#: A value, and the Content-Disposition parameter value quote() makes of it.
+QUOTED = {
+    "plain.txt": '"plain.txt"',
+    'say "hi".txt': r'"say \"hi\".txt"',
+    "back\\slash": r'"back\\slash"',
+    "a\r\nContent-Type: text/html\r\n.txt": '"aContent-Type: text/html.txt"',
+    "ünïcödé €.txt": '"ünïcödé €.txt"',
+    "semi;colon=x": '"semi;colon=x"',
+    "": '""',
+}
+
+
+@pytest.mark.parametrize(("value", "quoted"), QUOTED.items())
 def test_quote(value: str, quoted: str) -> None:
     assert quote(value) == quoted
 

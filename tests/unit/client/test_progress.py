@@ -53,27 +53,29 @@ class FakeTty(io.StringIO):
         return True
 
 
-def test_on_a_tty_the_line_is_redrawn_in_place_at_most_every_interval() -> None:
+def written(
+    stream: io.StringIO, shows: list[tuple[float, str]], final: str, **intervals: float
+) -> str:
+    """What a StatusLine writes to `stream` for show(text) at each (clock, text), then
+    close(final) at the last clock."""
     now = 0.0
-    stream = FakeTty()
-    line = StatusLine(stream, interval=1.0, clock=lambda: now)
-    line.show("first long line")
-    now = 0.5
-    line.show("skipped")
-    now = 1.0
-    line.show("second")
-    line.close("done")
-    assert stream.getvalue() == "\rfirst long line\rsecond         \rdone  \n"
+    line = StatusLine(stream, clock=lambda: now, **intervals)
+    for at, text in shows:
+        now = at
+        line.show(text)
+    line.close(final)
+    return stream.getvalue()
+
+
+def test_on_a_tty_the_line_is_redrawn_in_place_at_most_every_interval() -> None:
+    shows = [(0.0, "first long line"), (0.5, "skipped"), (1.0, "second")]
+    assert written(FakeTty(), shows, "done", interval=1.0) == (
+        "\rfirst long line\rsecond         \rdone  \n"
+    )
 
 
 def test_off_a_tty_lines_are_plain_and_the_first_waits_an_interval() -> None:
-    now = 0.0
-    stream = io.StringIO()
-    line = StatusLine(stream, interval=1.0, plain_interval=10.0, clock=lambda: now)
-    line.show("at start")
-    now = 10.0
-    line.show("ten seconds in")
-    now = 15.0
-    line.show("too soon")
-    line.close("final")
-    assert stream.getvalue() == "ten seconds in\nfinal\n"
+    shows = [(0.0, "at start"), (10.0, "ten seconds in"), (15.0, "too soon")]
+    assert written(io.StringIO(), shows, "final", interval=1.0, plain_interval=10.0) == (
+        "ten seconds in\nfinal\n"
+    )
