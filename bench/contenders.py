@@ -140,21 +140,29 @@ def curl_upload(
     target: Target, file: TestFile, store: Process, limit_rate: str | None = None
 ) -> Sample:
     """`curl -F file=@PATH` to the target; wall is curl's own time_total."""
-    return _curl_uploads(target, file, 1, store, limit_rate)
+    return _curl_uploads(target, file, 1, store, limit_rate, single=True)
 
 
 def concurrent_uploads(target: Target, file: TestFile, count: int, store: Process) -> Sample:
     """`count` curl uploads of the same file started together; wall ends with the last."""
-    return _curl_uploads(target, file, count, store, None)
+    return _curl_uploads(target, file, count, store, None, single=False)
 
 
 def _curl_uploads(
-    target: Target, file: TestFile, count: int, store: Process, limit_rate: str | None
+    target: Target,
+    file: TestFile,
+    count: int,
+    store: Process,
+    limit_rate: str | None,
+    *,
+    single: bool,
 ) -> Sample:
+    """`count` curl uploads, measured; `single`: one upload timed by curl itself, with its
+    completion lag."""
     app, store_usage = ProcessUsage(target.app.pid), ProcessUsage(store.pid)
     nginx = ProcessUsage(target.nginx.pid) if target.nginx is not None else None
     started = time.monotonic()
-    curls = [_curl(target, file, limit_rate, trace=count == 1) for _ in range(count)]
+    curls = [_curl(target, file, limit_rate, trace=single) for _ in range(count)]
     try:
         answers = [_answer(curl, _deadline(file.size * count, limit_rate)) for curl in curls]
         wall = time.monotonic() - started
@@ -170,7 +178,7 @@ def _curl_uploads(
     finally:
         target.bucket.purge()
     lag = None
-    if count == 1:
+    if single:
         _, info, trace = answers[0]
         wall, lag = float(info["time_total"]), completion_lag(trace)
     return Sample(
@@ -189,15 +197,7 @@ def direct_upload(bucket: Bucket, file: TestFile, store: Process) -> Sample:
     store_usage = ProcessUsage(store.pid)
     try:
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.direct",
-                bucket.endpoint,
-                bucket.name,
-                key,
-                str(file.path),
-            ],
+            [sys.executable, "-m", "bench.direct", bucket.endpoint, bucket.name, key, file.path],
             cwd=ROOT,
             env=service_environment(),
             capture_output=True,
