@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.forms import write_generated
+from harness.processes import wait_until
 from harness.store import Bucket, MiB
 from tests.e2e.conftest import RunCurl, StartApp, StartNginx
 
@@ -43,11 +44,15 @@ def test_refused_client_never_sends_its_body(
         status, answer, sent = curl_upload(run_curl, url, path, *headers)
         assert status == 401
         assert answer["error"]["code"] == "unauthorized"
+
     # nginx read nothing past the request headers of either refused upload (curl may have
-    # pushed some of the body into the loopback socket's buffers; nobody read it).
-    refused = [line for line in nginx.access_log().splitlines() if '" 401 ' in line]
-    assert len(refused) == 2
-    for line in refused:
+    # pushed some of the body into the loopback socket's buffers; nobody read it). nginx logs
+    # a request once it is done with its connection, which may be after curl has exited.
+    def refused() -> list[str]:
+        return [line for line in nginx.access_log().splitlines() if '" 401 ' in line]
+
+    assert wait_until(lambda: len(refused()) == 2, timeout=10), nginx.access_log()
+    for line in refused():
         received = int(re.search(r" received=(\d+) ", line).group(1))  # type: ignore[union-attr]
         assert received < 4096, line
     bucket.assert_clean()
