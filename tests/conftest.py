@@ -20,3 +20,9 @@ def rclone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RcloneStore]:
     server = RcloneStore(directory / "s3", directory / "rclone.log").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """`pytest.mark.anyio` tests run on asyncio, as the service does."""
+    return "asyncio"

@@ -63,11 +63,6 @@ def app_endpoint(request: pytest.FixtureRequest, bucket: Bucket) -> str:
     return bucket.endpoint
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 #: Small sizes so the boundaries are cheap to cross: 5 MiB parts, 12 MiB threshold.
 PART = 5 * MiB
 THRESHOLD = 12 * MiB

@@ -11,19 +11,14 @@ import pytest
 from app.errors import StorageFailed
 from app.forms.multipart import MultipartStream, PartEnd, PartStart
 from app.storage import S3Client
+from app.units import MiB
 from tests.support import FilePart, content_type, multipart_body
 from tests.unit.fakes import FakeS3, md5_etag
 
 pytestmark = pytest.mark.anyio
 
-MiB = 1024 * 1024
 PART = 5 * MiB
 THRESHOLD = 12 * MiB
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def make_storage(fake: FakeS3, parts_in_flight: int = 1) -> S3Client:

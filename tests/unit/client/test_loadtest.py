@@ -23,14 +23,7 @@ from app.client.loadtest import LoadPlan, run_load
 from app.client.memwatch import parse_resident_memory, read_vmrss
 from app.client.upload import UsageError
 from app.forms.multipart import MultipartStream, PartEnd, PartStart
-
-MiB = 1024 * 1024
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
+from app.units import MiB
 
 # --- generated files ------------------------------------------------------------------------
 

@@ -9,17 +9,12 @@ import pytest
 
 from app.storage.budget import MemoryBudget
 from app.storage.client import S3Client
+from app.units import MiB
 from tests.unit.fakes import FakeS3
 
 pytestmark = pytest.mark.anyio
 
-MiB = 1024 * 1024
 PART = 5 * MiB
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 # --- the counter ------------------------------------------------------------------------------

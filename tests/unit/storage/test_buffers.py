@@ -16,11 +16,6 @@ pytestmark = pytest.mark.anyio
 PART = 1000
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def filled(budget: MemoryBudget | None, pool: BufferPool | None, data: bytes) -> PartBuffer:
     buffer = PartBuffer(budget, pool)
     if budget is not None:

@@ -15,18 +15,13 @@ from botocore.exceptions import ClientError
 from app.errors import KeyExists, StorageFailed
 from app.storage.client import S3Client
 from app.storage.providers import PROFILES
+from app.units import MiB
 from tests.unit.fakes import FakeS3
 
 pytestmark = pytest.mark.anyio
 
-MiB = 1024 * 1024
 PART = 5 * MiB
 THRESHOLD = 12 * MiB
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def storage_for(fake: FakeS3, provider: str = "generic") -> S3Client:

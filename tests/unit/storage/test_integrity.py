@@ -18,17 +18,12 @@ from app.errors import IntegrityFailed
 from app.storage.client import S3Client
 from app.storage.integrity import UploadIntegrity
 from app.storage.providers import PROFILES
+from app.units import MiB
 from tests.unit.fakes import FakeS3
 
 pytestmark = pytest.mark.anyio
 
-MiB = 1024 * 1024
 PART = 5 * MiB
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def storage_for(fake: FakeS3, provider: str) -> S3Client:

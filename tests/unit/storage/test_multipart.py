@@ -20,11 +20,6 @@ pytestmark = pytest.mark.anyio
 PART = 5 * 1024 * 1024
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def part(data: bytes) -> PartBuffer:
     buffer = PartBuffer()
     buffer.reserved = len(data)

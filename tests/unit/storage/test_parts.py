@@ -19,11 +19,6 @@ from app.storage.parts import PartScheduler
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def part(data: bytes, budget: MemoryBudget | None = None) -> PartBuffer:
     buffer = PartBuffer(budget)
     if budget is not None:

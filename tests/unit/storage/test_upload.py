@@ -9,18 +9,13 @@ import pytest
 
 from app.storage.budget import MemoryBudget
 from app.storage.client import S3Client
+from app.units import MiB
 from tests.unit.fakes import FakeS3
 
 pytestmark = pytest.mark.anyio
 
-MiB = 1024 * 1024
 PART = 5 * MiB
 THRESHOLD = 12 * MiB
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def storage_for(fake: FakeS3, budget: MemoryBudget | None = None) -> S3Client:
