@@ -5,39 +5,45 @@ form parser, the target here only records what happened (`PartStart`, file or fi
 `PartEnd`); the async request loop then acts on the events with `await`, so storage calls never
 run inside the parser and backpressure comes from the loop not reading the next chunk.
 
-What we found by experiment with streaming-form-data 2.x (each pinned in
-tests/unit/test_formstream.py):
+What the parser does that this glue relies on or works around (each pinned in
+tests/unit/forms/test_streaming_form_data.py):
 - one target registered with a `matches` callable that accepts every name receives every part;
   `matches` is called with the part's real field name just before the part starts;
 - a part's Content-Type arrives after `on_start` (the part starts at Content-Disposition), and
   the target's previous value is not cleared between parts;
-- a part without Content-Disposition or without a name is skipped silently (no callbacks
-  for its body either);
+- a part without Content-Disposition or without a name is skipped silently (no callbacks);
 - non-UTF-8 header bytes raise UnicodeDecodeError, not ParseFailedException;
-- `on_finish` also runs on a parse error, and a body that simply stops (no closing boundary)
-  raises nothing: completion must be checked from the parser's state at the end;
-- the closing boundary is missed when more than two bytes follow it in the same chunk (an
-  epilogue): the last part then never ends and the bytes of the boundary leak into it. We feed
-  the parser up to the end of the closing boundary first, which avoids it;
-- a header line that never ends is buffered without limit, so we bound the bytes the parser
-  may take without reporting anything;
+- it never says where the body ends, nor that it ended: a body that simply stops raises
+  nothing. So app/forms/framing.py reads the delimiters from the bytes, and the parser's
+  events must agree with it: every part the parser reports ends exactly at a delimiter with
+  exactly the bytes between its header section and that delimiter, or the body is refused;
+- after the bytes `CRLF --B-` (a close delimiter but its last byte) it skips ahead without
+  updating its search for the close delimiter, until the next `CRLF --` or the end of the
+  call: a close delimiter that ends right there is missed when more than two bytes follow in
+  the same call (the last part then swallows it and the epilogue), and one is "found" when
+  the next call starts with `-` (the part is cut short). So a call ends right after the close
+  delimiter, nothing after it is ever passed, and a call that holds `CRLF --B-` with no
+  `CRLF --` after it ends right there;
+- a header line that never ends is buffered without limit: Framing bounds header sections;
 - a chunk that lies wholly inside a run of dashes (or a longer prefix of the boundary line)
-  at the start of a part's body makes the parser fail ("internal errors") on a valid body
-  that TCP happened to split there. Such a run is shorter than the closing delimiter, so we
-  never hand the parser less than that: a shorter chunk waits to be joined to the next one.
+  at the start of a part's body makes it fail ("internal errors") on a valid body that TCP
+  happened to split there. Such a run is shorter than the close delimiter, so the parser is
+  never handed a chunk shorter than that: a shorter one waits to be joined to the next;
+- on some malformed header sections (a bare LF in a quoted name) it starts a part that never
+  ends, then starts the next: such a body is refused, never half-read.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
 
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException, parse_content_boundary
 from streaming_form_data.targets import BaseTarget
 
 from app.errors import MalformedMultipart, PartHeadersTooLarge, UnsupportedMediaType
+from app.forms.framing import Delimiter, Framing, HeadersTooLong, Mark
 
 
 @dataclasses.dataclass
@@ -55,10 +61,6 @@ class PartEnd:
 
 
 Event = PartStart | PartEnd | bytes
-
-# The parser keeps up to about this much body in hand before it reports it (its internal
-# minimum emitted chunk is 1 KiB), so a part's body never looks like a stalled header.
-_PARSER_SLACK = 2048
 
 
 class _RecordingTarget(BaseTarget):  # type: ignore[misc]
@@ -95,57 +97,41 @@ class _RecordingTarget(BaseTarget):  # type: ignore[misc]
         self._part = None
 
 
-def _parser_state(parser: StreamingFormDataParser) -> int:
-    """The C parser's state number; the library exposes no 'finished' flag (see above)."""
-    reduced: tuple[Any, ...] = parser._parser.__reduce_cython__()
-    state_tuple = reduced[2] if len(reduced) > 2 else reduced[1][2]
-    return int(state_tuple[11])
-
-
-def _state_after(body: bytes) -> int:
-    parser = StreamingFormDataParser({"content-type": "multipart/form-data; boundary=x"})
-    parser.data_received(body)
-    return _parser_state(parser)
-
-
-# Learned from the library itself at import, so an upgrade that changes its layout fails here.
-_STATE_END = _state_after(b"--x--\r\n")
-_STATE_BODY = _state_after(b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\nbody')
-if len({_STATE_END, _STATE_BODY, _state_after(b"--x\r\n")}) != 3:  # pragma: no cover
-    raise RuntimeError("streaming-form-data changed: cannot tell a finished body from an open one")
+def _boundary(headers: Mapping[str, str]) -> bytes:
+    """The multipart boundary of a multipart/form-data request, or the error to answer."""
+    content_type = headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip()
+    if media_type.lower() != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"the body must be multipart/form-data (got {media_type[:100] or 'no Content-Type'})"
+        )
+    try:
+        boundary: bytes = parse_content_boundary(headers)
+    except ParseFailedException as exc:
+        raise MalformedMultipart(f"bad multipart Content-Type: {exc}") from None
+    if len(boundary) > 70:  # RFC 2046: 1 to 70 characters
+        raise MalformedMultipart("the multipart boundary is longer than 70 characters")
+    return boundary
 
 
 class MultipartStream:
     """Feeds body chunks to the parser and returns what happened, as events."""
 
     def __init__(self, headers: Mapping[str, str], *, max_part_header_bytes: int) -> None:
-        content_type = headers.get("content-type", "")
-        if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
-            raise UnsupportedMediaType(
-                "the body must be multipart/form-data "
-                f"(got {content_type.split(';', 1)[0].strip()[:100] or 'no Content-Type'})"
-            )
-        try:
-            boundary = parse_content_boundary(headers)
-        except ParseFailedException as exc:
-            raise MalformedMultipart(f"bad multipart Content-Type: {exc}") from None
-        if len(boundary) > 70:  # RFC 2046: 1 to 70 characters
-            raise MalformedMultipart("the multipart boundary is longer than 70 characters")
+        boundary = _boundary(headers)
         self._parser = StreamingFormDataParser(headers)
         self._target = _RecordingTarget()
         self._parser.register("*", self._target, self._target.matches)
-        self._closing = b"\r\n--" + boundary + b"--"
-        self._tail = b""
-        self._silent_bytes = 0
-        self._silent_limit = max_part_header_bytes + _PARSER_SLACK + 2 * len(self._closing)
+        self._framing = Framing(boundary, max_header_bytes=max_part_header_bytes)
         self._ended = False
+        self._min_feed = len(b"\r\n--" + boundary + b"--\r\n")  # the close delimiter, CR LF
         self._pending = b""  # a chunk too small to hand to the parser yet (see above)
         self._part_open = False
-        self._min_feed = len(self._closing) + 2
+        self._part_bytes = 0  # bytes of the open part so far
 
     @property
     def ended(self) -> bool:
-        """The closing boundary has been read; anything after it is the ignored epilogue."""
+        """The close delimiter has been read; anything after it is the ignored epilogue."""
         return self._ended
 
     def feed(self, chunk: bytes) -> list[Event]:
@@ -159,66 +145,46 @@ class MultipartStream:
             return []
         return self._feed_chunk(chunk)
 
-    def _feed_chunk(self, chunk: bytes) -> list[Event]:
-        events: list[Event] = []
-        if not self._tail and chunk.startswith(self._closing[2:]):
-            # The first chunk (at least a delimiter long) starts with the closing delimiter:
-            # a form with no parts, which the library would wait on forever.
-            self._ended = True
-            return events
-        start, cut = 0, self._closing_end(chunk)
-        while cut is not None:
-            # Up to what looks like the closing delimiter. It may be file data instead (the
-            # bytes `--boundary--` right after a part's headers): then look further on.
-            self._feed(chunk[start:cut], events)
-            if _parser_state(self._parser) == _STATE_END:
-                self._ended = True
-                return events
-            start = cut
-            later = chunk.find(self._closing, cut)
-            cut = later + len(self._closing) if later >= 0 else None
-        if start < len(chunk):
-            self._feed(chunk[start:], events)
-        return events
-
     def finish(self) -> list[Event]:
         """The body is over: its last events; MalformedMultipart unless it closed properly."""
         events: list[Event] = []
         if self._pending and not self._ended:
             events = self._feed_chunk(self._pending)
             self._pending = b""
-        # Only the closing delimiter we saw ourselves counts: on some garbage the library
-        # reaches its end state without one (found by tests/fuzz), which must not pass for a
-        # complete body.
         if self._ended:
             return events
         raise MalformedMultipart("the body ended before the closing multipart boundary")
 
-    def _check_order(self, new: list[Event]) -> None:
-        """Parts must start, carry bytes, and end, one at a time. On some malformed header
-        sections (a bare LF in a quoted name, found by tests/fuzz) the library starts a part
-        that never ends and then starts the next: the body is refused, never half-read."""
-        for event in new:
-            # A start must come with no part open; bytes and an end with one open.
-            if isinstance(event, PartStart) == self._part_open:
-                raise MalformedMultipart("malformed multipart body: a part's headers are broken")
-            if not isinstance(event, bytes):
-                self._part_open = not self._part_open
+    def _feed_chunk(self, chunk: bytes) -> list[Event]:
+        """Hand `chunk` to the parser in pieces that end where the framing or the parser's
+        bugs need them to, checking the parser's events against each delimiter."""
+        events: list[Event] = []
+        for piece, mark in self._pieces(chunk):
+            new = self._parse(piece)
+            self._follow(new, mark)
+            events += new
+            if isinstance(mark, HeadersTooLong):
+                raise PartHeadersTooLarge("a part's header section (or boundary line) is too long")
+            if isinstance(mark, Delimiter) and mark.closing:
+                self._ended = True
+                break
+        return events
 
-    def _closing_end(self, chunk: bytes) -> int | None:
-        """Where in `chunk` a closing boundary ends, also one that began in the last chunk."""
-        n = len(self._closing)
-        seam = self._tail + chunk[: n - 1]
-        at = seam.find(self._closing)
-        if at >= 0:
-            end = at + n - len(self._tail)
-        else:
-            at = chunk.find(self._closing)
-            end = at + n if at >= 0 else -1
-        self._tail = (self._tail + chunk)[-(n - 1) :] if len(chunk) < n else chunk[-(n - 1) :]
-        return end if end >= 0 else None
+    def _pieces(self, chunk: bytes) -> Iterator[tuple[bytes, Mark | None]]:
+        """`chunk` cut where the framing marks it; each piece with the mark it ends at."""
+        chunk_start = self._framing.offset
+        start = 0
+        for mark in self._framing.scan(chunk):
+            cut = mark.end - chunk_start
+            yield chunk[start:cut], mark
+            start = cut
+        if start < len(chunk):
+            yield chunk[start:], None
 
-    def _feed(self, data: bytes, events: list[Event]) -> None:
+    def _parse(self, data: bytes) -> list[Event]:
+        """The parser's events for `data`, in order; MalformedMultipart if it refuses it."""
+        if not data:
+            return []
         try:
             self._parser.data_received(data)
         except ParseFailedException as exc:
@@ -229,20 +195,34 @@ class MultipartStream:
             raise MalformedMultipart(f"malformed multipart part header: {exc}") from None
         new = self._target.events
         self._target.events = []
-        self._check_order(new)
-        events.extend(new)
-        # Body bytes or a part's end show progress; a part's start does not, since its
-        # header section (where a line may never end) follows the Content-Disposition line.
-        if any(not isinstance(event, PartStart) for event in new):
-            self._silent_bytes = 0
-        else:
-            self._silent_bytes += len(data)
-            if self._silent_bytes > self._silent_limit:
-                state = _parser_state(self._parser)
-                if state == _STATE_END:  # ended without the closing delimiter (see finish)
-                    raise MalformedMultipart("the body's closing multipart boundary is malformed")
-                if state == _STATE_BODY:
-                    # The body of a part the parser skips (no name): not a header problem.
-                    self._silent_bytes = 0
-                    return
-                raise PartHeadersTooLarge("a part's header section (or boundary line) is too long")
+        return new
+
+    def _follow(self, new: list[Event], mark: Mark | None) -> None:
+        """Check the parser's events for a piece that ends at `mark` (None: at no delimiter).
+
+        Parts must start, carry bytes, and end, one at a time; a part ends only at a delimiter,
+        with exactly the bytes the framing found between its header section and it; and the
+        part open at a delimiter must end there.
+        """
+        delimiter = mark if isinstance(mark, Delimiter) else None
+        for index, event in enumerate(new):
+            if isinstance(event, PartStart) == self._part_open:
+                raise MalformedMultipart("malformed multipart body: a part's headers are broken")
+            if isinstance(event, PartStart):
+                self._part_open, self._part_bytes = True, 0
+            elif isinstance(event, bytes):
+                self._part_bytes += len(event)
+            else:
+                self._part_open = False
+                if (
+                    delimiter is None
+                    or index != len(new) - 1
+                    or self._part_bytes != delimiter.body_size
+                ):
+                    raise _misread()
+        if delimiter is not None and self._part_open:
+            raise _misread()
+
+
+def _misread() -> MalformedMultipart:
+    return MalformedMultipart("malformed multipart body: a part boundary cannot be read reliably")
