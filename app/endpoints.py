@@ -1,4 +1,15 @@
-"""HTTP endpoints: the upload itself, health and readiness."""
+"""HTTP endpoints: the upload itself, health and readiness.
+
+`POST /uploads` runs in three steps:
+1. admission (`_admit`): the bearer token, the declared size, the Content-Type and the number
+   of uploads running are all judged from the headers, before a byte of the body is read, so
+   a client that sent `Expect: 100-continue` is refused without sending its body;
+2. the body loop (`_receive`): each chunk, within the idle timeout and the size limit, is
+   parsed and its events streamed into storage; the files are committed once the body ended
+   cleanly, and undone otherwise;
+3. the outcome (`Outcome`): one log line, the metrics, and the answer (JSON, or HTML for a
+   browser), for a stored form and a failed one alike.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -26,11 +38,46 @@ from app.errors import (
     error_response,
 )
 from app.forms.multipart import MultipartStream
-from app.forms.upload import FormUpload
+from app.forms.upload import FormResult, FormUpload
 from app.settings import Settings
-from app.storage.client import S3Client
+from app.storage import S3Client
 
 logger = logging.getLogger("app.endpoints")
+
+
+async def upload(request: Request) -> Response:
+    """POST /uploads: stream every file of a multipart form into storage."""
+    outcome = Outcome(request)
+    try:
+        form, body_size = _admit(request)
+    except UploadError as exc:
+        return outcome.failed(exc)
+    request.app.state.uploads_running += 1
+    metrics.UPLOADS_IN_FLIGHT.inc()
+    try:
+        return await _receive(request, form, body_size, outcome)
+    finally:
+        request.app.state.uploads_running -= 1
+        metrics.UPLOADS_IN_FLIGHT.dec()
+
+
+def _admit(request: Request) -> tuple[MultipartStream, int | None]:
+    """The parser for this request's body and its declared size, if the headers allow it
+    to be read; otherwise the UploadError that refuses it."""
+    settings: Settings = request.app.state.settings
+    check_bearer(request.headers, settings.auth_tokens)
+    body_size = _content_length(request)
+    limit = settings.max_body_bytes
+    if limit and body_size is not None and body_size > limit:
+        raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
+    form = MultipartStream(request.headers, max_part_header_bytes=settings.max_part_header_bytes)
+    running = request.app.state.uploads_running
+    if settings.max_concurrent and running >= settings.max_concurrent:
+        metrics.UPLOADS_REFUSED.inc()
+        raise ServerBusy(
+            f"{running} uploads are in progress, the most this server takes; retry shortly"
+        )
+    return form, body_size
 
 
 def _content_length(request: Request) -> int | None:
@@ -46,113 +93,47 @@ def _content_length(request: Request) -> int | None:
     return value
 
 
-async def upload(request: Request) -> Response:
-    """POST /uploads: stream every file of a multipart form into storage."""
-    settings: Settings = request.app.state.settings
-    started = time.monotonic()
-    limit = settings.max_body_bytes
-    try:
-        check_bearer(request.headers, settings.auth_tokens)
-        body_size = _content_length(request)
-        if limit and body_size is not None and body_size > limit:
-            # Refused before reading, so an `Expect: 100-continue` client sends nothing.
-            raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
-        form = MultipartStream(
-            request.headers, max_part_header_bytes=settings.max_part_header_bytes
-        )
-        running = request.app.state.uploads_running
-        if settings.max_concurrent and running >= settings.max_concurrent:
-            metrics.UPLOADS_REFUSED.inc()
-            raise ServerBusy(
-                f"{running} uploads are in progress, the most this server takes; retry shortly"
-            )
-    except UploadError as exc:
-        return _failed(request, exc, received=0, started=started)
-
-    request.app.state.uploads_running += 1
-    metrics.UPLOADS_IN_FLIGHT.inc()
-    try:
-        return await _receive(request, form, body_size, started)
-    finally:
-        request.app.state.uploads_running -= 1
-        metrics.UPLOADS_IN_FLIGHT.dec()
-
-
 async def _receive(
-    request: Request, form: MultipartStream, body_size: int | None, started: float
+    request: Request, form: MultipartStream, body_size: int | None, outcome: Outcome
 ) -> Response:
     """Read the body into storage, then commit; on any failure undo and answer the error."""
     settings: Settings = request.app.state.settings
     storage: S3Client = request.app.state.storage
     limit = settings.max_body_bytes
     files = FormUpload(storage, settings, body_size=body_size)
-    received = 0
     try:
         async for chunk in _with_idle_timeout(request, settings.idle_timeout):
-            offset = received
-            received += len(chunk)
+            offset = outcome.received
+            outcome.received += len(chunk)
             metrics.BYTES_RECEIVED.inc(len(chunk))
-            if limit and received > limit:
+            if limit and outcome.received > limit:
                 raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
             for event in form.feed(chunk):
                 await files.handle(event, offset)
         for event in form.finish():
-            await files.handle(event, received)
+            await files.handle(event, outcome.received)
         result = await files.commit()
-    except UploadError as exc:
+    except (UploadError, ClientDisconnect, asyncio.CancelledError) as exc:
         await files.abort()
-        return _failed(request, exc, received=received, started=started, objects=len(files.files))
-    except ClientDisconnect:
-        await files.abort()
-        gone = ClientGone("the client disconnected before the body was complete")
-        return _failed(request, gone, received=received, started=started, objects=len(files.files))
-    except asyncio.CancelledError:
-        # uvicorn cancels requests still running when its graceful-shutdown time is up.
-        # Undo the uploads, and answer in our JSON shape rather than uvicorn's plain 500
-        # (the connection is still open; the client may retry against another instance).
-        await files.abort()
-        return _failed(
-            request,
-            ShuttingDown("the server shut down before the upload finished; retry it"),
-            received=received,
-            started=started,
-            objects=len(files.files),
-        )
+        return outcome.failed(_as_upload_error(exc), undone=files.files_started)
     except BaseException:
         # A bug: undo the uploads, then let it propagate (it becomes a JSON 500).
         await files.abort()
         metrics.UPLOADS.labels("failed", "internal_error").inc()
-        metrics.ABORTS.labels("internal_error").inc(len(files.files))
+        metrics.ABORTS.labels("internal_error").inc(files.files_started)
         raise
-    seconds = time.monotonic() - started
-    metrics.UPLOADS.labels("stored", "").inc()
-    for stored in result["files"]:
-        metrics.BYTES_STORED.inc(stored["size"])
-        metrics.OBJECTS_STORED.labels(stored["strategy"]).inc()
-    logger.info(
-        "upload stored: client=%s files=%d bytes=%d seconds=%.3f",
-        _client(request),
-        len(result["files"]),
-        received,
-        seconds,
-        extra={
-            "fields": {
-                "request_id": _request_id(request),
-                "client": _client(request),
-                "outcome": "stored",
-                "status": 201,
-                "bytes": received,
-                "seconds": round(seconds, 3),
-                "files": [
-                    {"key": f["key"], "size": f["size"], "parts": f["parts"]}
-                    for f in result["files"]
-                ],
-            }
-        },
-    )
-    if page.prefers_html(request):
-        return page.result_page(result, status_code=201)  # a form posted without JavaScript
-    return JSONResponse(result, status_code=201)
+    return outcome.stored(result)
+
+
+def _as_upload_error(exc: UploadError | ClientDisconnect | asyncio.CancelledError) -> UploadError:
+    if isinstance(exc, ClientDisconnect):
+        return ClientGone("the client disconnected before the body was complete")
+    if isinstance(exc, asyncio.CancelledError):
+        # uvicorn cancels requests still running when its graceful-shutdown time is up. The
+        # connection is still open: answer in our JSON shape rather than uvicorn's plain 500
+        # (the client may retry against another instance).
+        return ShuttingDown("the server shut down before the upload finished; retry it")
+    return exc
 
 
 async def _with_idle_timeout(request: Request, seconds: float) -> AsyncIterator[bytes]:
@@ -176,56 +157,120 @@ async def _with_idle_timeout(request: Request, seconds: float) -> AsyncIterator[
         yield chunk
 
 
-def _failed(
-    request: Request, exc: UploadError, *, received: int, started: float, objects: int = 0
-) -> Response:
-    """Log and count a failed upload (its `objects` were undone) and build its answer."""
-    metrics.UPLOADS.labels("failed", exc.code).inc()
-    if objects:
-        metrics.ABORTS.labels(exc.code).inc(objects)
-    log = logger.error if isinstance(exc, StorageFailed) else logger.info
-    seconds = time.monotonic() - started
-    log(
-        "upload failed: client=%s code=%s status=%d bytes=%d seconds=%.3f message=%s",
-        _client(request),
-        exc.code,
-        exc.status_code,
-        received,
-        seconds,
-        exc.message,
-        extra={
-            "fields": {
-                "request_id": _request_id(request),
-                "client": _client(request),
-                "outcome": "failed",
-                "status": exc.status_code,
-                "code": exc.code,  # also the abort reason: every upload it began is undone
-                "bytes": received,
-                "seconds": round(seconds, 3),
+class Outcome:
+    """How one upload request ended: its log line, its metrics and its answer."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.started = time.monotonic()
+        self.received = 0  # body bytes read
+
+    def stored(self, result: FormResult) -> Response:
+        """Count and log a stored form, and answer with what was stored."""
+        metrics.UPLOADS.labels("stored", "").inc()
+        for file in result.files:
+            metrics.BYTES_STORED.inc(file.stored.size)
+            metrics.OBJECTS_STORED.labels(file.stored.strategy).inc()
+        seconds = self._seconds()
+        logger.info(
+            "upload stored: client=%s files=%d bytes=%d seconds=%.3f",
+            self._client(),
+            len(result.files),
+            self.received,
+            seconds,
+            extra={
+                "fields": {
+                    "request_id": self._request_id(),
+                    "client": self._client(),
+                    "outcome": "stored",
+                    "status": 201,
+                    "bytes": self.received,
+                    "seconds": round(seconds, 3),
+                    "files": [
+                        {"key": f.stored.key, "size": f.stored.size, "parts": f.stored.parts}
+                        for f in result.files
+                    ],
+                }
+            },
+        )
+        if page.prefers_html(self.request):
+            return page.result_page(result, status_code=201)  # a form posted without JavaScript
+        return JSONResponse(_answer(result), status_code=201)
+
+    def failed(self, exc: UploadError, *, undone: int = 0) -> Response:
+        """Count and log a failed upload (the `undone` objects it began were aborted), and
+        answer with its error."""
+        metrics.UPLOADS.labels("failed", exc.code).inc()
+        if undone:
+            metrics.ABORTS.labels(exc.code).inc(undone)
+        log = logger.error if isinstance(exc, StorageFailed) else logger.info
+        seconds = self._seconds()
+        log(
+            "upload failed: client=%s code=%s status=%d bytes=%d seconds=%.3f message=%s",
+            self._client(),
+            exc.code,
+            exc.status_code,
+            self.received,
+            seconds,
+            exc.message,
+            extra={
+                "fields": {
+                    "request_id": self._request_id(),
+                    "client": self._client(),
+                    "outcome": "failed",
+                    "status": exc.status_code,
+                    "code": exc.code,  # also the abort reason: every upload it began is undone
+                    "bytes": self.received,
+                    "seconds": round(seconds, 3),
+                }
+            },
+        )
+        headers = self._error_headers(exc)
+        if page.prefers_html(self.request):
+            return page.error_page(exc.status_code, exc.code, exc.message, headers=headers)
+        return error_response(exc.status_code, exc.code, exc.message, headers=headers)
+
+    def _error_headers(self, exc: UploadError) -> dict[str, str]:
+        # The body may be unread: close the connection rather than drain gigabytes.
+        headers = {"Connection": "close"} if self.received == 0 or exc.status_code == 413 else {}
+        if isinstance(exc, ShuttingDown | ServerBusy):
+            headers = {"Connection": "close", "Retry-After": "5"}
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        return headers
+
+    def _seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def _request_id(self) -> str:
+        """nginx's X-Request-ID when there is one (so its log and ours join), else our own."""
+        given = self.request.headers.get("x-request-id", "")
+        if given and len(given) <= 200 and given.isprintable():
+            return given
+        return uuid.uuid4().hex
+
+    def _client(self) -> str:
+        return self.request.client.host if self.request.client else "-"
+
+
+def _answer(result: FormResult) -> dict[str, Any]:
+    """The JSON answer to a stored form: what clients and the upload page's script read."""
+    return {
+        "files": [
+            {
+                "field": file.field,
+                "filename": file.filename,
+                "key": file.stored.key,
+                "size": file.stored.size,
+                "content_type": file.stored.content_type,
+                "sha256": file.stored.sha256,
+                "strategy": file.stored.strategy,
+                "parts": file.stored.parts,
             }
-        },
-    )
-    # The body may be unread: close the connection rather than drain gigabytes.
-    headers = {"Connection": "close"} if received == 0 or exc.status_code == 413 else {}
-    if isinstance(exc, ShuttingDown | ServerBusy):
-        headers = {"Connection": "close", "Retry-After": "5"}
-    if isinstance(exc, Unauthorized):
-        headers["WWW-Authenticate"] = "Bearer"
-    if page.prefers_html(request):
-        return page.error_page(exc.status_code, exc.code, exc.message, headers=headers)
-    return error_response(exc.status_code, exc.code, exc.message, headers=headers)
-
-
-def _request_id(request: Request) -> str:
-    """nginx's X-Request-ID when there is one (so its log and ours join), else our own."""
-    given = request.headers.get("x-request-id", "")
-    if given and len(given) <= 200 and given.isprintable():
-        return given
-    return uuid.uuid4().hex
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "-"
+            for file in result.files
+        ],
+        "fields": result.fields,
+    }
 
 
 async def auth(request: Request) -> Response:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
-MIB = 1024 * 1024
+from app.forms.upload import FormResult
+from app.units import MiB
+
 STATIC_DIR = Path(__file__).parent / "static"
 # Read at import: a wheel built without its package data fails at start-up, not on a visit.
 _INDEX_HTML = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
@@ -90,25 +91,25 @@ def _quality(accept: str, media_type: str) -> float:
     return best_q
 
 
-def result_page(result: Mapping[str, Any], *, status_code: int = 201) -> HTMLResponse:
+def result_page(result: FormResult, *, status_code: int = 201) -> HTMLResponse:
     """The HTML answer to a stored form: the same facts as the JSON answer, escaped.
 
     Laid out like upload.js's result list (same classes), so one stylesheet serves both.
     """
     files = [
         (
-            f"<li class=upload><span class=name>{_text(f['filename'])}</span><dl class=result>"
-            f"<dt>Key</dt><dd class=key>{_text(f['key'])}</dd>"
-            f"<dt>Size</dt><dd class=size>{_text(_size(f['size']))}</dd>"
-            f"<dt>Type</dt><dd class=type>{_text(f['content_type'])}</dd>"
-            f"<dt>SHA-256</dt><dd class=sha256>{_text(f['sha256'])}</dd>"
+            f"<li class=upload><span class=name>{_text(f.filename)}</span><dl class=result>"
+            f"<dt>Key</dt><dd class=key>{_text(f.stored.key)}</dd>"
+            f"<dt>Size</dt><dd class=size>{_text(_size(f.stored.size))}</dd>"
+            f"<dt>Type</dt><dd class=type>{_text(f.stored.content_type)}</dd>"
+            f"<dt>SHA-256</dt><dd class=sha256>{_text(f.stored.sha256)}</dd>"
             "</dl></li>"
         )
-        for f in result["files"]
+        for f in result.files
     ]
     fields = [
         f"<tr><th>{_text(name)}</th><td>{_text(_joined(value))}</td></tr>"
-        for name, value in result["fields"].items()
+        for name, value in result.fields.items()
     ]
     body = (
         f"<p class=ok>Stored {len(files)} file{'s' if len(files) != 1 else ''}.</p>"
@@ -146,7 +147,7 @@ def _answer(
 
 def _size(size: int) -> str:
     # As upload.js's formatSize, so both pages read alike.
-    return f"{size / MIB:.1f} MiB ({size} bytes)" if size >= MIB else f"{size} bytes"
+    return f"{size / MiB:.1f} MiB ({size} bytes)" if size >= MiB else f"{size} bytes"
 
 
 def _joined(value: str | list[str]) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
+from app.forms.upload import FormResult, StoredFile
 from app.page import error_page, prefers_html, result_page
+from app.storage import StoredObject
 
 CHROME = (
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
@@ -44,22 +46,19 @@ def test_prefers_html(accept: tuple[str, ...], html: bool) -> None:
 
 
 def test_result_page_escapes_what_the_client_sent() -> None:
+    stored = StoredObject(
+        key="uploads/k/script_alert_x_script_.txt",
+        size=3,
+        sha256="ab" * 32,
+        content_type="text/plain",
+        strategy="single",
+        parts=1,
+    )
     answer = result_page(
-        {
-            "files": [
-                {
-                    "field": "file",
-                    "filename": '<script>alert("x")</script>.txt',
-                    "key": "uploads/k/script_alert_x_script_.txt",
-                    "size": 3,
-                    "content_type": "text/plain",
-                    "sha256": "ab" * 32,
-                    "strategy": "single",
-                    "parts": 1,
-                }
-            ],
-            "fields": {"title": "<b>bold</b> & co", "tag": ["<i>", "x"]},
-        }
+        FormResult(
+            files=[StoredFile("file", '<script>alert("x")</script>.txt', stored)],
+            fields={"title": "<b>bold</b> & co", "tag": ["<i>", "x"]},
+        )
     )
     page = bytes(answer.body).decode()
     assert answer.status_code == 201
