@@ -135,7 +135,8 @@ class MultipartStream:
         return self._ended
 
     def feed(self, chunk: bytes) -> list[Event]:
-        """Parse the next chunk of the body; raise MalformedMultipart on bad input."""
+        """Parse the next chunk of the body; MalformedMultipart or PartHeadersTooLarge on bad
+        input."""
         if self._ended or not chunk:
             return []
         if self._pending:

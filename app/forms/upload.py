@@ -104,16 +104,8 @@ class FormUpload:
             self._part = self._start(event, offset)
         elif isinstance(event, PartEnd):
             await self._end()
-        elif isinstance(self._part, _File):
-            self._check_type(self._part)
-            await self._part.upload.write(event)
-        elif isinstance(self._part, _Field):
-            self._part.value += event
-            if len(self._part.value) > self.settings.max_field_bytes:
-                raise FieldTooLarge(
-                    f"field {self._part.name!r} is longer than "
-                    f"{self.settings.max_field_bytes} bytes"
-                )
+        else:
+            await self._write(event)
 
     def _start(self, part: PartStart, offset: int) -> _File | _Field | None:
         """The part that begins: a text field, a file, or None (no file chosen: dropped)."""
@@ -153,6 +145,19 @@ class FormUpload:
         if chosen:
             return client_object_key(self.settings.s3_key_prefix, chosen.pop(0))
         return object_key(self.settings.s3_key_prefix, filename)
+
+    async def _write(self, data: bytes) -> None:
+        """The open part's next bytes: a file's go to storage, a field's to its buffer."""
+        if isinstance(self._part, _File):
+            self._check_type(self._part)
+            await self._part.upload.write(data)
+        elif isinstance(self._part, _Field):
+            self._part.value += data
+            if len(self._part.value) > self.settings.max_field_bytes:
+                raise FieldTooLarge(
+                    f"field {self._part.name!r} is longer than "
+                    f"{self.settings.max_field_bytes} bytes"
+                )
 
     async def _end(self) -> None:
         if isinstance(self._part, _File):
