@@ -1,4 +1,4 @@
-"""Runs tests/fuzz/formstream_atheris.py (coverage-guided, libFuzzer via atheris) for a
+"""Runs tests/fuzz/multipart_atheris.py (coverage-guided, libFuzzer via atheris) for a
 bounded number of inputs, seeded with valid bodies; any finding fails the test."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from app.client.formbody import FormField
 from app.forms.multipart import MultipartStream
 from harness.forms import FilePart, multipart_body
-from tests.fuzz import formstream_atheris as harness
+from tests.fuzz import multipart_atheris as harness
 
 ROOT = Path(__file__).resolve().parents[2]
 B = harness.BOUNDARY
@@ -31,7 +31,7 @@ def seeds() -> list[bytes]:
 
 
 def test_the_oracle_catches_chunk_dependent_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without formstream's minimum feed (its workaround for a parser bug), the harness's
+    """Without MultipartStream's minimum feed (its workaround for a parser bug), the harness's
     check fails on a body split inside a boundary prefix: the fuzzer can find such bugs."""
     body = multipart_body([FormField("a", "v"), FilePart("f", "x", b"--" + B.encode() + b"!")], B)
     sizes = range(1, 17)  # chunks that can fall wholly inside the 15-byte boundary prefix
@@ -62,7 +62,7 @@ def test_fuzzing_the_multipart_glue_finds_nothing(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "tests" / "fuzz" / "formstream_atheris.py"),
+            str(ROOT / "tests" / "fuzz" / "multipart_atheris.py"),
             str(corpus),
             "-runs=20000",
             "-seed=20261127",  # the same inputs on every run: CI is not a lottery

@@ -1,5 +1,5 @@
 """MultipartBody: the streamed body is as long as its Content-Length says, and the service's own
-parser (app/formstream.MultipartStream) reads back exactly the fields and files put in."""
+parser (app.forms.multipart.MultipartStream) reads back exactly the fields and files put in."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Coverage-guided fuzzing of the multipart glue (app/forms/multipart.py) with atheris.
 
-`python tests/fuzz/formstream_atheris.py CORPUS_DIR -max_total_time=60` (libFuzzer flags).
+`python tests/fuzz/multipart_atheris.py CORPUS_DIR -max_total_time=60` (libFuzzer flags).
 Each input is a chunk size and a body. The oracle: feeding the body in chunks of that size
 must give exactly what feeding it in one piece gives (the same parts, names and bytes, or the
 same refusal), and the only exceptions are the service's own 4xx errors. That is what the
-streaming-form-data workarounds in formstream.py exist for; tests/fuzz/test_atheris.py runs
+streaming-form-data workarounds in app/forms/multipart.py exist for; tests/fuzz/test_atheris.py runs
 this for a bounded time in CI, seeded with valid bodies.
 """
 
