@@ -13,10 +13,12 @@ import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
+from app import metrics
 from app.errors import KeyExists, StorageFailed
 from app.storage.budget import MemoryBudget
-from app.storage.buffers import Buffer, BufferPool
+from app.storage.buffers import Buffer, BufferPool, PartBuffer
 from app.storage.failures import KEY_EXISTS_CODES, describe, error_code
+from app.storage.integrity import UploadIntegrity
 from app.storage.partsize import plan_part_size
 from app.storage.providers import PROFILES, ProviderProfile
 from app.storage.upload import ObjectUpload, StoredObject
@@ -172,6 +174,21 @@ class S3Client:
                     f"an object with key {kwargs.get('Key')!r} exists and is not replaced"
                 ) from exc
             raise StorageFailed(f"storage {operation} failed: {describe(exc)}") from exc
+
+    async def send_body(
+        self,
+        operation: str,
+        method: Callable[..., Awaitable[dict[str, Any]]],
+        body: PartBuffer,
+        integrity: UploadIntegrity,
+        **kwargs: Any,
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """Send a part's (or a PutObject's) bytes with the checksum its upload sends, timed
+        by operation; return the answer and the part's MD5 (if one was computed) to check it."""
+        checks, md5 = await integrity.arguments(body)
+        with metrics.PART_SECONDS.labels(operation).time():
+            response = await self.call(operation, method, Body=body.body(), **checks, **kwargs)
+        return response, md5
 
     def run_cleanup(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a cleanup to its end even if the caller is cancelled; shutdown waits for it."""

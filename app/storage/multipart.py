@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from app import metrics
 from app.storage.buffers import PartBuffer
 from app.storage.integrity import UploadIntegrity
 from app.storage.parts import PartScheduler
@@ -103,17 +102,15 @@ class MultipartUpload:
         logger.info("aborted multipart upload %s of %s", self.upload_id, self.key)
 
     async def _send(self, number: int, body: PartBuffer) -> None:
-        checks, md5 = await self._integrity.arguments(body)
-        with metrics.PART_SECONDS.labels("UploadPart").time():
-            response = await self.storage.call(
-                "UploadPart",
-                self.storage.client.upload_part,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=body.body(),
-                **checks,
-            )
+        response, md5 = await self.storage.send_body(
+            "UploadPart",
+            self.storage.client.upload_part,
+            body,
+            self._integrity,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+        )
         self._integrity.check_part(number, response, md5)
         self._etags[number] = response["ETag"]
         body.release(reuse=True)

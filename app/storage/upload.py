@@ -18,7 +18,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
-from app import metrics
 from app.errors import StorageFailed
 from app.storage.buffers import Buffer, ObjectBuffers
 from app.storage.integrity import UploadIntegrity
@@ -235,19 +234,16 @@ class ObjectUpload:
         )
 
     async def _put_object(self) -> None:
-        body = self._buffers.current
-        checks, md5 = await self._integrity.arguments(body)
-        with metrics.PART_SECONDS.labels("PutObject").time():
-            response = await self.storage.call(
-                "PutObject",
-                self.storage.client.put_object,
-                Key=self.key,
-                Body=body.body(),
-                ContentType=self.content_type,
-                **checks,
-                **self._metadata,
-                **self._final_write,
-            )
+        response, md5 = await self.storage.send_body(
+            "PutObject",
+            self.storage.client.put_object,
+            self._buffers.current,
+            self._integrity,
+            Key=self.key,
+            ContentType=self.content_type,
+            **self._metadata,
+            **self._final_write,
+        )
         self._object_stored = True
         self._integrity.check_answer("the object", response, md5)
 
