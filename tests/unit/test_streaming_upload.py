@@ -12,7 +12,7 @@ from app.errors import StorageFailed
 from app.forms.multipart import MultipartStream, PartEnd, PartStart
 from app.storage import S3Client
 from app.units import MiB
-from tests.support import FilePart, content_type, multipart_body
+from harness.forms import FilePart, content_type, multipart_body
 from tests.unit.fakes import FakeS3, md5_etag
 
 pytestmark = pytest.mark.anyio

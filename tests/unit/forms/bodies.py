@@ -5,7 +5,20 @@ from __future__ import annotations
 import functools
 import random
 
-from tests.support import BOUNDARY, FieldPart, FilePart, content_type, multipart_body
+from app.client.formbody import FormField as FieldPart
+from harness.forms import BOUNDARY, FilePart, Part, content_type, multipart_body, part_head
+
+# The body helpers come from harness/forms.py (the shipped encoder, app/client/formbody.py, makes
+# every well-formed body); the tests of app/forms import them from here with the rest.
+__all__ = [
+    "BOUNDARY",
+    "FieldPart",
+    "FilePart",
+    "Part",
+    "content_type",
+    "multipart_body",
+    "part_head",
+]
 
 KiB = 1024
 MiB = 1024 * KiB

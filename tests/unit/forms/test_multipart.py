@@ -13,21 +13,19 @@ import pytest
 from app.errors import MalformedMultipart, PartHeadersTooLarge, UnsupportedMediaType
 from app.forms.framing import Framing
 from app.forms.multipart import Event, MultipartStream, PartEnd, PartStart, _RecordingTarget
-from tests.support import (
-    BOUNDARY,
-    FieldPart,
-    FilePart,
-    Part,
-    content_type,
-    multipart_body,
-)
 from tests.unit.forms.bodies import (
+    BOUNDARY,
     BOUNDARY_LINE,
     CLOSING,
     FORM_DATA,
     B,
+    FieldPart,
+    FilePart,
     KiB,
     MiB,
+    Part,
+    content_type,
+    multipart_body,
     pieces,
     tiny_dash_chunks,
     tricky_bytes,
@@ -465,28 +463,28 @@ def test_an_end_reached_without_the_closing_delimiter_is_refused() -> None:
             stream.finish()
 
 
-def test_closing_delimiter_bytes_at_a_part_start_are_data() -> None:
-    """`--boundary--` right after a part's headers follows their blank line's CR LF, so it
-    looks like a closing delimiter to a byte scan; the real one comes later."""
-    parts: list[Part] = [FilePart("f", "x", b"--" + B + b"----")]
+def assert_parsed_in_every_split(parts: list[Part]) -> None:
+    """The body of `parts`, fed in chunks of every size from 1 to 59 bytes, gives them back."""
     body = multipart_body(parts)
     for size in range(1, 60):
         stream = new_stream()
         events = feed_all(stream, pieces(body, size))
         events += stream.finish()
-        assert collect(events) == expected_of(parts), f"chunks of {size}"
+        assert collect(events) == expected_of(parts), f"{parts!r} in chunks of {size}"
+
+
+def test_closing_delimiter_bytes_at_a_part_start_are_data() -> None:
+    """`--boundary--` right after a part's headers follows their blank line's CR LF, so it
+    looks like a closing delimiter to a byte scan; the real one comes later."""
+    assert_parsed_in_every_split([FilePart("f", "x", b"--" + B + b"----")])
 
 
 def test_closing_delimiter_bytes_at_a_later_part_s_start_are_data() -> None:
     """As above, in a part after the first (the parser's search starts differently there)."""
     for data in (CLOSING, CLOSING + b"--", CLOSING + b"-" + B + b"--"):
-        parts: list[Part] = [FieldPart("a", "v"), FilePart("f", "x", data), FieldPart("b", "w")]
-        body = multipart_body(parts)
-        for size in range(1, 60):
-            stream = new_stream()
-            events = feed_all(stream, pieces(body, size))
-            events += stream.finish()
-            assert collect(events) == expected_of(parts), f"{data!r} in chunks of {size}"
+        assert_parsed_in_every_split(
+            [FieldPart("a", "v"), FilePart("f", "x", data), FieldPart("b", "w")]
+        )
 
 
 # A file holding a close delimiter but its last byte, then a dash a few bytes later: split

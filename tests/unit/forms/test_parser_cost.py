@@ -15,7 +15,12 @@ from __future__ import annotations
 import pytest
 
 from app.forms.multipart import MultipartStream, PartEnd, PartStart
-from tests.support import BOUNDARY, FilePart, content_type, part_head
+from tests.unit.forms.bodies import (
+    BOUNDARY,
+    FilePart,
+    content_type,
+    part_head,
+)
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -12,16 +12,7 @@ from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException
 from streaming_form_data.targets import BaseTarget
 
-from tests.support import (
-    BOUNDARY,
-    FieldPart,
-    FilePart,
-    Part,
-    content_type,
-    multipart_body,
-    part_head,
-)
-from tests.unit.forms.bodies import BOUNDARY_LINE, CLOSING, FORM_DATA, B, KiB, tiny_dash_chunks
+from tests.unit.forms import bodies
 
 WORKAROUND_GONE = (
     "MultipartStream's calls to the parser may then go past the close delimiter (and Framing's "
@@ -68,37 +59,37 @@ class Recorder(BaseTarget):  # type: ignore[misc]
         return b"".join(c[1] for c in self.calls if c[0] == "data" and isinstance(c[1], bytes))
 
 
-def raw_parser(boundary: str = BOUNDARY) -> tuple[StreamingFormDataParser, Recorder]:
+def raw_parser(boundary: str = bodies.BOUNDARY) -> tuple[StreamingFormDataParser, Recorder]:
     """The library's parser with one catch-all target, registered as MultipartStream does."""
-    parser = StreamingFormDataParser({"content-type": content_type(boundary)})
+    parser = StreamingFormDataParser({"content-type": bodies.content_type(boundary)})
     target = Recorder()
     parser.register("*", target, target.matches)
     return parser, target
 
 
-def three_parts() -> list[Part]:
+def three_parts() -> list[bodies.Part]:
     return [
-        FilePart("first", "a.txt", b"alpha", "text/plain"),
-        FieldPart("note", "hello"),
-        FilePart("second", "b.png", b"\x89PNG\r\n", "image/png"),
+        bodies.FilePart("first", "a.txt", b"alpha", "text/plain"),
+        bodies.FieldPart("note", "hello"),
+        bodies.FilePart("second", "b.png", b"\x89PNG\r\n", "image/png"),
     ]
 
 
 def test_pin_catch_all_matches_receives_every_part_with_real_names() -> None:
-    parts: list[Part] = [
-        FilePart("file", "a.txt", b"one"),
-        FieldPart("file", "same name again"),
-        FieldPart("caf\u00e9", "unicode name"),
-        FilePart("other", "b.bin", b""),
+    parts: list[bodies.Part] = [
+        bodies.FilePart("file", "a.txt", b"one"),
+        bodies.FieldPart("file", "same name again"),
+        bodies.FieldPart("caf\u00e9", "unicode name"),
+        bodies.FilePart("other", "b.bin", b""),
     ]
     parser, target = raw_parser()
 
-    parser.data_received(multipart_body(parts))
+    parser.data_received(bodies.multipart_body(parts))
 
     expected: list[tuple[object, ...]] = []
     for part in parts:
-        name = part.field if isinstance(part, FilePart) else part.name
-        filename = part.filename if isinstance(part, FilePart) else None
+        name = part.field if isinstance(part, bodies.FilePart) else part.name
+        filename = part.filename if isinstance(part, bodies.FilePart) else None
         expected += [("matches", "*", name), ("filename", filename), ("start",)]
     got = [call[:1] if call[0] == "start" else call for call in target.calls]
     got = [call for call in got if call[0] in ("matches", "filename", "start")]
@@ -112,7 +103,7 @@ def test_pin_catch_all_matches_receives_every_part_with_real_names() -> None:
 def test_pin_content_type_arrives_after_on_start_and_is_not_cleared() -> None:
     parser, target = raw_parser()
 
-    parser.data_received(multipart_body(three_parts()))
+    parser.data_received(bodies.multipart_body(three_parts()))
 
     headers = [c for c in target.calls if c[0] in ("start", "content_type", "finish")]
     assert headers == [
@@ -133,11 +124,11 @@ def test_pin_content_type_arrives_after_on_start_and_is_not_cleared() -> None:
 def test_pin_content_type_before_disposition_is_dropped() -> None:
     """Not in the module docstring: a Content-Type line above Content-Disposition is lost."""
     body = (
-        BOUNDARY_LINE
+        bodies.BOUNDARY_LINE
         + b"Content-Type: text/plain\r\n"
-        + FORM_DATA
+        + bodies.FORM_DATA
         + b"\r\nhello\r\n"
-        + CLOSING
+        + bodies.CLOSING
         + b"\r\n"
     )
     parser, target = raw_parser()
@@ -163,19 +154,19 @@ def test_pin_content_type_before_disposition_is_dropped() -> None:
 )
 @pytest.mark.parametrize("position", ["first", "between"])
 def test_pin_part_without_disposition_or_name_is_skipped(headers: bytes, position: str) -> None:
-    anonymous = BOUNDARY_LINE + headers + b"\r\nskipped bytes\r\n"
-    named = [FieldPart("before", "1"), FieldPart("after", "2")]
-    body = multipart_body(named)
+    anonymous = bodies.BOUNDARY_LINE + headers + b"\r\nskipped bytes\r\n"
+    named = [bodies.FieldPart("before", "1"), bodies.FieldPart("after", "2")]
+    body = bodies.multipart_body(named)
     if position == "first":
         body = anonymous + body
     else:
-        split = len(part_head(named[0])) + len(b"1\r\n")
+        split = len(bodies.part_head(named[0])) + len(b"1\r\n")
         body = body[:split] + anonymous + body[split:]
     parser, target = raw_parser()
     reference, expected = raw_parser()
 
     parser.data_received(body)
-    reference.data_received(multipart_body(named))
+    reference.data_received(bodies.multipart_body(named))
 
     assert target.calls == expected.calls, (
         "streaming-form-data now reports a part without Content-Disposition or without a name "
@@ -189,18 +180,18 @@ def test_pin_part_with_empty_header_section() -> None:
     After a delimiter the library processes the first byte twice, so a CR there (an empty header
     section) breaks the header parser. As the first part, the body is read as header lines.
     """
-    named = [FieldPart("before", "1"), FieldPart("after", "2")]
-    anonymous = BOUNDARY_LINE + b"\r\nskipped bytes\r\n"
+    named = [bodies.FieldPart("before", "1"), bodies.FieldPart("after", "2")]
+    anonymous = bodies.BOUNDARY_LINE + b"\r\nskipped bytes\r\n"
     parser, target = raw_parser()
     reference, expected = raw_parser()
 
-    parser.data_received(anonymous + multipart_body(named))
-    reference.data_received(multipart_body(named))
+    parser.data_received(anonymous + bodies.multipart_body(named))
+    reference.data_received(bodies.multipart_body(named))
     assert target.calls == expected.calls, "an empty header section as first part changed"
 
-    split = len(part_head(named[0])) + len(b"1\r\n")
+    split = len(bodies.part_head(named[0])) + len(b"1\r\n")
     parser, target = raw_parser()
-    body = multipart_body(named)
+    body = bodies.multipart_body(named)
     with pytest.raises(ParseFailedException):
         parser.data_received(body[:split] + anonymous + body[split:])
     assert target.names() == ["matches", "filename", "start", "data", "finish"], (
@@ -211,9 +202,9 @@ def test_pin_part_with_empty_header_section() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        BOUNDARY_LINE + b'Content-Disposition: form-data; name="caf\xe9"\r\n\r\nx\r\n',
-        BOUNDARY_LINE + FORM_DATA + b"X-Note: \xff\xfe\r\n\r\nx\r\n",
-        BOUNDARY_LINE + FORM_DATA + b"Content-Type: text/\xc3\r\n\r\nx\r\n",
+        bodies.BOUNDARY_LINE + b'Content-Disposition: form-data; name="caf\xe9"\r\n\r\nx\r\n',
+        bodies.BOUNDARY_LINE + bodies.FORM_DATA + b"X-Note: \xff\xfe\r\n\r\nx\r\n",
+        bodies.BOUNDARY_LINE + bodies.FORM_DATA + b"Content-Type: text/\xc3\r\n\r\nx\r\n",
     ],
     ids=["in-disposition", "in-other-header", "truncated-sequence"],
 )
@@ -221,7 +212,7 @@ def test_pin_non_utf8_header_raises_unicode_decode_error(body: bytes) -> None:
     parser, _ = raw_parser()
 
     try:
-        parser.data_received(body + CLOSING + b"\r\n")
+        parser.data_received(body + bodies.CLOSING + b"\r\n")
     except UnicodeDecodeError:
         pass
     except Exception as exc:
@@ -247,7 +238,9 @@ def test_pin_on_finish_runs_before_parse_failed(bad: bytes) -> None:
     parser, target = raw_parser()
 
     with pytest.raises(ParseFailedException):
-        parser.data_received(BOUNDARY_LINE + FORM_DATA + bad + CLOSING + b"\r\n")
+        parser.data_received(
+            bodies.BOUNDARY_LINE + bodies.FORM_DATA + bad + bodies.CLOSING + b"\r\n"
+        )
 
     assert target.names()[:3] == ["matches", "filename", "start"]
     assert target.count("finish") >= 1, (
@@ -266,7 +259,9 @@ def test_pin_on_finish_runs_twice_on_parse_error() -> None:
 
     with pytest.raises(ParseFailedException):
         parser.data_received(
-            BOUNDARY_LINE + FORM_DATA + b"Content-Disposition: attachment\r\n\r\nx\r\n"
+            bodies.BOUNDARY_LINE
+            + bodies.FORM_DATA
+            + b"Content-Disposition: attachment\r\n\r\nx\r\n"
         )
 
     assert target.count("finish") == 2, (
@@ -277,7 +272,7 @@ def test_pin_on_finish_runs_twice_on_parse_error() -> None:
 
 def test_pin_body_without_closing_boundary_raises_nothing() -> None:
     """Every prefix of a valid body is accepted without complaint: no 'unfinished' error."""
-    body = multipart_body(three_parts())
+    body = bodies.multipart_body(three_parts())
     end = len(body) - len(b"\r\n")  # where the closing boundary ends
 
     for cut in range(1, end):
@@ -302,9 +297,12 @@ SHORT_TAILS = [b"", b"\r", b"\r\n", b"ab"]
 @pytest.mark.parametrize("size", [5, 5000], ids=["small-part", "large-part"])
 def test_pin_epilogue_in_same_call_leaves_last_part_open(tail: bytes, size: int) -> None:
     data = bytes(range(251)) * (size // 251) + b"z" * (size % 251)
-    parts: list[Part] = [FieldPart("note", "hi"), FilePart("file", "a.bin", data)]
-    body = multipart_body(parts)
-    assert body.endswith(CLOSING + b"\r\n")
+    parts: list[bodies.Part] = [
+        bodies.FieldPart("note", "hi"),
+        bodies.FilePart("file", "a.bin", data),
+    ]
+    body = bodies.multipart_body(parts)
+    assert body.endswith(bodies.CLOSING + b"\r\n")
     parser, target = raw_parser()
 
     parser.data_received(body[: -len(b"\r\n")] + tail)
@@ -319,13 +317,16 @@ def test_pin_epilogue_in_same_call_leaves_last_part_open(tail: bytes, size: int)
 
 def test_pin_missed_closing_boundary_leaks_into_the_part() -> None:
     """With a second closing boundary in the epilogue, the first one becomes file data."""
-    parts: list[Part] = [FieldPart("note", "hi"), FilePart("file", "a.bin", b"hello")]
+    parts: list[bodies.Part] = [
+        bodies.FieldPart("note", "hi"),
+        bodies.FilePart("file", "a.bin", b"hello"),
+    ]
     parser, target = raw_parser()
 
-    parser.data_received(multipart_body(parts) + CLOSING + b"\r\n")
+    parser.data_received(bodies.multipart_body(parts) + bodies.CLOSING + b"\r\n")
 
     assert target.count("finish") == 2
-    assert target.data() == b"hi" + b"hello" + b"\r\n" + CLOSING, (
+    assert target.data() == b"hi" + b"hello" + b"\r\n" + bodies.CLOSING, (
         "streaming-form-data no longer leaks a closing boundary followed by an epilogue into "
         "the last part; " + WORKAROUND_GONE
     )
@@ -336,7 +337,7 @@ def test_pin_up_to_two_bytes_after_closing_boundary_are_fine(tail: bytes) -> Non
     parts = three_parts()
     parser, target = raw_parser()
 
-    parser.data_received(multipart_body(parts)[: -len(b"\r\n")] + tail)
+    parser.data_received(bodies.multipart_body(parts)[: -len(b"\r\n")] + tail)
 
     assert target.count("finish") == len(parts)
     assert target.data() == b"alphahello\x89PNG\r\n"
@@ -347,7 +348,7 @@ def test_pin_epilogue_in_separate_call_is_fine(tail: bytes) -> None:
     parts = three_parts()
     parser, target = raw_parser()
 
-    parser.data_received(multipart_body(parts)[: -len(b"\r\n")])
+    parser.data_received(bodies.multipart_body(parts)[: -len(b"\r\n")])
     parser.data_received(tail)
 
     assert target.count("finish") == len(parts)
@@ -355,17 +356,17 @@ def test_pin_epilogue_in_separate_call_is_fine(tail: bytes) -> None:
 
 
 # A file holding a close delimiter but its last byte (`CRLF --B-`), then more than two bytes.
-NEAR_CLOSE = b"x" * 50 + b"\r\n--" + B + b"-abcd"
+NEAR_CLOSE = b"x" * 50 + b"\r\n--" + bodies.B + b"-abcd"
 
 
 @pytest.mark.parametrize(
-    "rest", [b"-def" + b"y" * 50, b"--" + B + b"--tail"], ids=["dash", "dashes"]
+    "rest", [b"-def" + b"y" * 50, b"--" + bodies.B + b"--tail"], ids=["dash", "dashes"]
 )
 def test_pin_close_is_invented_when_the_next_call_starts_with_a_dash(rest: bytes) -> None:
     """The search for the close delimiter stops after `CRLF --B-` until the end of the call;
     the next call's first `-` then completes a close delimiter that is not in the bytes."""
     data = NEAR_CLOSE + rest
-    body = multipart_body([FilePart("f", "x", data), FieldPart("after", "z")])
+    body = bodies.multipart_body([bodies.FilePart("f", "x", data), bodies.FieldPart("after", "z")])
     cut = body.index(NEAR_CLOSE) + len(NEAR_CLOSE)
     parser, target = raw_parser()
 
@@ -383,7 +384,7 @@ def test_pin_a_later_crlf_dashes_in_the_same_call_restarts_the_search() -> None:
     """After `CRLF --B-`, the search is right again from the next `CRLF --` in the same call,
     whatever comes next: Framing reports only a chunk's last `CRLF --B-` for that reason."""
     data = NEAR_CLOSE + b"\r\n--zz" + b"-def" + b"y" * 50
-    body = multipart_body([FilePart("f", "x", data), FieldPart("after", "z")])
+    body = bodies.multipart_body([bodies.FilePart("f", "x", data), bodies.FieldPart("after", "z")])
     start = body.index(NEAR_CLOSE) + len(NEAR_CLOSE) + len(b"\r\n--")
     for cut in range(start, start + len(b"zz-def") + 1):
         parser, target = raw_parser()
@@ -403,7 +404,7 @@ def test_pin_tiny_chunk_of_dashes_after_part_headers_fails(dashes: bytes) -> Non
     `-` or `--` right after the headers of a part other than the first fails a valid body.
     When this pin fails, upstream fixed it and MultipartStream's _min_feed can go."""
     parser, _ = raw_parser()
-    _, chunks = tiny_dash_chunks(dashes)
+    _, chunks = bodies.tiny_dash_chunks(dashes)
     with pytest.raises(ParseFailedException):
         for chunk in chunks:
             parser.data_received(chunk)
@@ -412,9 +413,9 @@ def test_pin_tiny_chunk_of_dashes_after_part_headers_fails(dashes: bytes) -> Non
 def test_pin_unending_header_line_is_buffered_without_limit() -> None:
     parser, target = raw_parser()
 
-    parser.data_received(BOUNDARY_LINE + FORM_DATA + b"X-Long: ")
+    parser.data_received(bodies.BOUNDARY_LINE + bodies.FORM_DATA + b"X-Long: ")
     for _ in range(256):
-        parser.data_received(b"a" * KiB)
+        parser.data_received(b"a" * bodies.KiB)
 
     assert target.names() == ["matches", "filename", "start"], (
         "streaming-form-data now reacts to an endless part header line: "
