@@ -72,7 +72,8 @@ class Settings:
         "",
         Rule(lambda name: not name or name in PROFILES, "must be one of " + ", ".join(PROFILES)),
         lower=True,
-        default_doc="`aws` with no `S3_ENDPOINT_URL`, else `generic`",
+        default_doc="`aws` with no `S3_ENDPOINT_URL`, else `generic`; `local` for the "
+        "embedded store of `python -m app serve`",
         doc=f"{_PROVIDERS}: picks the integrity check sent with each part, what is verified in "
         f"the store's answers, and part rules {_LINK_PROVIDERS}",
     )

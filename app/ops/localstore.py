@@ -81,9 +81,11 @@ def local_s3(data_dir: Path) -> Iterator[dict[str, str]]:
             "S3_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            # Loopback: signing each part's payload would only cost a SHA-256 pass; the
-            # part's Content-MD5, which the store verifies, guards its bytes.
-            "S3_PAYLOAD_SIGNING": os.environ.get("S3_PAYLOAD_SIGNING", "off"),
+            # Loopback: the bytes never leave this host, so neither a SHA-256 payload
+            # signature nor a per-part digest would guard them against anything; each costs
+            # a pass over every byte. A user's own choice of either is kept.
+            "S3_PAYLOAD_SIGNING": os.environ.get("S3_PAYLOAD_SIGNING") or "off",
+            "S3_PROVIDER": os.environ.get("S3_PROVIDER") or "local",
         }
     finally:
         proc.terminate()

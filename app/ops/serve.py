@@ -30,7 +30,7 @@ def run_serve(args: argparse.Namespace) -> int:
             os.environ.update(env)
             print(
                 f"local S3 store: {env['S3_ENDPOINT_URL']}, bucket {env['S3_BUCKET']}, "
-                f"files under {data_dir}",
+                f"S3_PROVIDER={env['S3_PROVIDER']}, files under {data_dir}",
                 file=sys.stderr,
             )
             return run_uvicorn(args)

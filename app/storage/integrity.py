@@ -1,7 +1,8 @@
 """One upload's integrity checks, as its provider profile says (app/storage/providers.py).
 
 Each part, or the single PutObject, carries a check the store verifies before it keeps the
-bytes: Content-MD5, or a CRC32 checksum. The store's answers are then checked against what
+bytes: Content-MD5, or a CRC32 checksum; under the "local" profile, none (and no MD5 is
+computed). The store's answers are then checked against what
 was sent: a part's ETag is the MD5 of its bytes where the store says so, its CRC32 is echoed,
 and the completed object's ETag or composite CRC32 must follow from its parts'.
 """
@@ -42,6 +43,7 @@ class UploadIntegrity:
 
         CRC32 is left to botocore, which computes it while sending (over HTTPS as a trailer,
         which also spares the SHA-256 payload signature); the store checks it and echoes it.
+        With no check, the part's bytes are not read here at all.
         """
         if self._checksum == "md5":
             md5 = await body.md5()

@@ -9,6 +9,11 @@ refuses a part that arrived damaged) and what the service can verify in the stor
   and are checked against ours, also for the whole object (a composite of the parts'), which
   stays true under SSE-KMS where ETags are not MD5s. Over HTTPS a checksum header also lets
   botocore skip SHA-256-signing each part's payload.
+- "none": nothing, for a store on the same host or on a private network the operator trusts
+  ("local", which `python -m app serve` uses for its embedded store). The bytes cross no
+  link the operator does not trust, so the MD5 pass over every byte (the largest share of
+  the app's CPU) is skipped and nothing is verified beyond TCP's own checks; the answer's
+  whole-file `sha256` is still computed, for the uploader to compare.
 B2 rejects x-amz-checksum-* headers; R2 requires every part but the last to be the same size.
 """
 
@@ -17,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-Provider = Literal["aws", "b2", "minio", "r2", "generic"]
-PartChecksum = Literal["md5", "crc32"]
+Provider = Literal["aws", "b2", "minio", "r2", "generic", "local"]
+PartChecksum = Literal["md5", "crc32", "none"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,4 +55,6 @@ PROFILES: dict[str, ProviderProfile] = {
     "generic": ProviderProfile(
         "generic", part_checksum="md5", etags_are_md5=True, equal_parts=False
     ),
+    # Same host or a trusted private network (the embedded store): no per-part digest.
+    "local": ProviderProfile("local", part_checksum="none", etags_are_md5=False, equal_parts=False),
 }

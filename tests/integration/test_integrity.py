@@ -72,3 +72,27 @@ async def test_every_provider_profile_stores_intact_on_a_real_server(
             stored = response.json()["files"][0]
             assert stored["parts"] == (1 if data is small else 3)
             moto_bucket.assert_intact(stored, data)
+
+
+async def test_local_profile_sends_no_digest_and_stores_intact_on_rclone(
+    settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3
+) -> None:
+    """S3_PROVIDER=local, as `python -m app serve` runs its embedded store: neither a
+    multipart upload nor a single PutObject carries Content-MD5 or x-amz-checksum-*, and
+    the bytes read back from rclone are the ones sent (the answer's sha256 included)."""
+    small = DATA[:1000]
+    async with app_client(settings_for(s3_provider="local", s3_payload_signing="off")) as http:
+        for data in (small, DATA):
+            body = multipart_body([FilePart("f", "a.bin", data)])
+            response = await http.post(
+                "/uploads", content=chunked(body), headers={"content-type": content_type()}
+            )
+            assert response.status_code == 201, response.text
+            stored = response.json()["files"][0]
+            assert stored["parts"] == (1 if data is small else 3)
+            bucket.assert_intact(stored, data)
+    sent = [(name, h) for name, h in proxy.requests if name in ("PutObject", "UploadPart")]
+    assert [name for name, _ in sent] == ["PutObject", "UploadPart", "UploadPart", "UploadPart"]
+    for _, headers in sent:
+        assert "content-md5" not in headers
+        assert not [h for h in headers if h.startswith("x-amz-checksum") or h == "x-amz-trailer"]

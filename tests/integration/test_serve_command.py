@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
+from app.ops.localstore import local_s3
+from app.settings import Settings
 from harness.processes import ROOT, Process, free_port
 from harness.servers import run_app_command, service_environment
 
@@ -30,11 +33,27 @@ def test_serve_with_nothing_configured_uses_the_embedded_store(tmp_path: Path) -
         stored = response.json()["files"][0]
         on_disk = data_dir / "uploads" / stored["key"]
         assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+        assert stored["sha256"] == hashlib.sha256(data).hexdigest()
     finally:
         server.send_signal(signal.SIGTERM)
         exit_status = server.wait(timeout=30)
         server.stop()
     assert exit_status == 0
+    assert "S3_PROVIDER=local," in server.log()
+
+
+def test_the_embedded_store_asks_for_the_local_profile_unless_the_user_chose_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("S3_PROVIDER", raising=False)
+    monkeypatch.delenv("S3_PAYLOAD_SIGNING", raising=False)
+    with local_s3(tmp_path / "default") as env:
+        assert env["S3_PROVIDER"] == "local" and env["S3_PAYLOAD_SIGNING"] == "off"
+        provider = Settings.from_env(env).provider
+        assert (provider.name, provider.part_checksum) == ("local", "none")
+    monkeypatch.setenv("S3_PROVIDER", "generic")
+    with local_s3(tmp_path / "chosen") as env:
+        assert Settings.from_env(env).provider.name == "generic"
 
 
 def test_invalid_setting_stops_start_up_naming_the_variable() -> None:

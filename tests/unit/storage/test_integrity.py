@@ -15,6 +15,7 @@ import random
 import pytest
 
 from app.errors import IntegrityFailed
+from app.storage.buffers import PartBuffer
 from app.storage.client import S3Client
 from app.storage.integrity import UploadIntegrity
 from app.storage.providers import PROFILES
@@ -94,6 +95,33 @@ async def test_stores_whose_etags_are_not_md5_are_not_judged_by_them(provider: s
     assert all("ContentMD5" in kw for name, kw in fake.calls if name == "upload_part")
 
 
+@pytest.mark.parametrize("hint", [None, len(DATA)], ids=["multipart", "put_object"])
+async def test_local_sends_no_checksum_computes_no_md5_and_judges_no_answer(
+    monkeypatch: pytest.MonkeyPatch, hint: int | None
+) -> None:
+    """S3_PROVIDER=local: no Content-MD5, no x-amz-checksum-*, and answers whose ETags and
+    checksums say other bytes are not held against the upload (there is nothing to check
+    them against). PartBuffer.md5 is replaced by a failure to show no MD5 is computed."""
+
+    async def no_md5(self: PartBuffer) -> bytes:
+        raise AssertionError("the local profile computed an MD5")
+
+    monkeypatch.setattr(PartBuffer, "md5", no_md5)
+    fake = FakeS3()
+    fake.wrong_etag = {"upload_part", "complete_multipart_upload", "put_object"}
+    fake.wrong_checksum = {"complete_multipart_upload"}
+    await store(storage_for(fake, "local"), DATA, hint=hint)
+    assert fake.objects["k"] == DATA
+    parts = ["upload_part"] * 3
+    multipart = ["create_multipart_upload", *parts, "complete_multipart_upload"]
+    assert fake.names() == (["put_object"] if hint else multipart)
+    for _, kwargs in fake.calls:
+        assert not {k for k in kwargs if k == "ContentMD5" or k.startswith("Checksum")}
+    if not hint:
+        listed = fake.calls[-1][1]["MultipartUpload"]["Parts"]
+        assert [sorted(p) for p in listed] == [["ETag", "PartNumber"]] * 3
+
+
 @pytest.mark.parametrize("provider", ["aws", "minio"])
 async def test_crc32_providers_ask_for_checksums_and_send_them_back(provider: str) -> None:
     fake = FakeS3()
@@ -150,3 +178,4 @@ def test_each_profile_asks_for_its_own_check() -> None:
         "ChecksumAlgorithm": "CRC32"
     }
     assert UploadIntegrity(PROFILES["b2"], "k").create_arguments() == {}
+    assert UploadIntegrity(PROFILES["local"], "k").create_arguments() == {}
