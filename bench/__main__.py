@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from app.ops.localstore import find_rclone
 from app.settings import Settings
+from app.storage.providers import PROFILES
 from app.units import parse_size
 from bench.contenders import (
     BenchError,
@@ -65,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="uvicorn,granian,hypercorn",
         help="ASGI servers to compare (uvicorn always runs: it is the service)",
     )
+    parser.add_argument(
+        "--profiles",
+        default="",
+        help="S3_PROVIDER profiles (e.g. local,generic,aws) to also run the service under, "
+        "each as its own app + nginx: one more row per profile, same store and settings",
+    )
     parser.add_argument("--label", default="Benchmark run", help="heading of the report")
     parser.add_argument("--tmp-dir", type=Path, help="where test files and the store live")
     return parser.parse_args(argv)
@@ -90,7 +97,7 @@ P = TypeVar("P", bound=Process)
 class Run:
     """Everything a benchmark run starts, and stops again in close()."""
 
-    def __init__(self, work: Path, servers: list[str]) -> None:
+    def __init__(self, work: Path, servers: list[str], profiles: list[str]) -> None:
         self.work = work
         self.logs = work / "logs"
         self.logs.mkdir()
@@ -105,6 +112,10 @@ class Run:
             if server != "uvicorn":
                 # The documented factory: hypercorn cannot see the lazily built app.main:app.
                 self._server(server, server, "app.main:from_env", f"{server}-direct", factory=True)
+        for profile in profiles:
+            label = f"profile-{profile}"
+            extra = {"S3_PROVIDER": profile}
+            self._server(label, "uvicorn", "app.main:app", None, behind=label, extra=extra)
 
     def _start(self, proc: P) -> P:
         self.started.append(proc)
@@ -119,17 +130,18 @@ class Run:
         behind: str | None = None,
         *,
         factory: bool = False,
+        extra: dict[str, str] | None = None,
     ) -> None:
         """One app process over its own bucket, reachable directly and through nginx.
 
         `direct` and `behind` are the report keys of the two ways in; the service behind
-        nginx is plain "service".
+        nginx is plain "service". `extra`: settings on top of the ones every contender has.
         """
         behind = behind or ("service" if label == "service" else f"{label}-nginx")
         bucket = Bucket(self.endpoint, label)
         # As `python -m app serve` runs against its loopback store: no SHA-256 payload
         # signature (botocore skips it over https anyway); every contender does the same.
-        settings = {**bucket.environment(), "S3_PAYLOAD_SIGNING": "off"}
+        settings = {**bucket.environment(), "S3_PAYLOAD_SIGNING": "off", **(extra or {})}
         options = UVICORN_OPTIONS if server == "uvicorn" else ()
         log = self.logs / f"{label}.log"
         try:
@@ -179,6 +191,8 @@ def contenders(
         if server in args.servers:
             through(f"{server}-direct", f"{server}-direct", main)
             through(f"{server}-nginx", f"{server}-nginx", main)
+    for profile in args.profiles:
+        through(f"profile-{profile}", f"profile-{profile}", main)
     through("seed-rate", "seed", main, args.rate)
     through("service-rate", "service", main, args.rate)
     if "flat" in files:
@@ -221,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.concurrency = [int(n) for n in args.concurrency.split(",")]
+    args.profiles = [p.strip().lower() for p in args.profiles.split(",") if p.strip()]
+    unknown = [p for p in args.profiles if p not in PROFILES]
+    if unknown:
+        raise SystemExit(f"--profiles: unknown {', '.join(unknown)} (one of {', '.join(PROFILES)})")
     size, concurrent_size = parse_size(args.size), parse_size(args.concurrent_size)
     flat_size = parse_size(args.flat_size) if args.flat_size else None
     for tool in ("curl", NGINX):
@@ -241,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         if flat_size:
             files["flat"] = generate(work / "flat.bin", flat_size)
         os.environ["TMPDIR"] = str(work)  # the seed design's spool files go here too
-        run = Run(work, args.servers)
+        run = Run(work, args.servers, args.profiles)
         for key, target in run.targets.items():
             if not key.endswith("-direct"):
                 curl_upload(target, files["warmup"], run.store)  # imports, pools, first parts
@@ -274,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.rate,
             part_size=Settings.from_env({"S3_BUCKET": "bench"}).part_size,
             label=args.label,
+            profiles=args.profiles,
             command=shlex.join(["python", "-m", "bench", *(argv or sys.argv[1:])]),
         )
         write_report(args.out, render(settings, results, machine(find_rclone(), NGINX)))

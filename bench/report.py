@@ -28,6 +28,8 @@ class RunSettings:
     part_size: int
     label: str
     command: str
+    #: S3_PROVIDER profiles the service also ran under (--profiles), one row each.
+    profiles: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -301,6 +303,7 @@ def render(settings: RunSettings, results: Results, machine_lines: list[str]) ->
             if key in results.samples or key in results.errors
         ],
     )
+    out += profiles(settings, results)
     out += ["### Where the CPU goes (s per GiB stored, medians)", ""]
     out += _table(
         ["contender", "app (or client)", "nginx", "rclone serve s3"],
@@ -327,6 +330,32 @@ def render(settings: RunSettings, results: Results, machine_lines: list[str]) ->
             out += ["  ```", *("  " + line for line in messages[0].splitlines()[-15:]), "  ```"]
         out.append("")
     return "\n".join(out)
+
+
+def profiles(s: RunSettings, results: Results) -> list[str]:
+    """The service + nginx under each --profiles S3_PROVIDER: none without the option."""
+    if not s.profiles:
+        return []
+    out = [
+        f"### This service + nginx per S3_PROVIDER profile, one {size_text(s.size)} file",
+        "",
+        "Each profile is its own app process and nginx over the same store, with the same "
+        "settings otherwise; the rows alternate with the others in every round.",
+        "",
+    ]
+    return out + _table(
+        ["S3_PROVIDER", "wall s", "app CPU s/GiB", "nginx CPU s/GiB", "rclone CPU s/GiB"],
+        [
+            [
+                f"`{profile}`",
+                _cell(results, f"profile-{profile}", wall),
+                _cell(results, f"profile-{profile}", cpu_per_gib),
+                _cell(results, f"profile-{profile}", nginx_per_gib),
+                _cell(results, f"profile-{profile}", store_per_gib),
+            ]
+            for profile in s.profiles
+        ],
+    )
 
 
 def _verdict(ok: bool | None) -> str:

@@ -1,0 +1,46 @@
+"""bench/report.py's per-profile table (`python -m bench --profiles`), from made-up samples:
+the figures are the bench's to measure, the table's shape is checked here."""
+
+from __future__ import annotations
+
+from bench.contenders import Sample
+from bench.report import GiB, Results, RunSettings, render
+from harness.usage import Usage
+
+
+def settings(profiles: list[str]) -> RunSettings:
+    return RunSettings(
+        size=GiB,
+        flat_size=None,
+        concurrent_size=GiB // 4,
+        concurrency=[1],
+        rounds=2,
+        rate="150M",
+        part_size=10 * 1024 * 1024,
+        label="run",
+        command="python -m bench",
+        profiles=profiles,
+    )
+
+
+def sample(app_cpu: float) -> Sample:
+    return Sample(wall=4.0, size=GiB, app=Usage(app_cpu, 0, 0), store_cpu=2.0, nginx_cpu=0.5)
+
+
+def test_each_profile_gets_a_row_with_its_app_cpu_per_gib() -> None:
+    results = Results()
+    for app_cpu in (3.0, 3.2):
+        results.add("profile-local", sample(app_cpu))
+    results.add("profile-generic", sample(5.0))
+    results.fail("profile-aws", "HTTP 502")
+    text = render(settings(["local", "generic", "aws"]), results, [])
+    assert "### This service + nginx per S3_PROVIDER profile, one 1 GiB file" in text
+    assert "| `local` | 4.00 (4.00..4.00) | 3.10 (3.00..3.20) | 0.50 (0.50..0.50) |" in text
+    assert "| `generic` | 4.00 | 5.00 | 0.50 | 2.00 |" in text
+    assert "| `aws` | failed | failed | failed | failed |" in text
+
+
+def test_without_profiles_the_report_has_no_profile_table() -> None:
+    results = Results()
+    results.add("service", sample(5.0))
+    assert "S3_PROVIDER profile" not in render(settings([]), results, [])
