@@ -278,7 +278,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"round {round_number + 1} {key}: {sample.wall:.2f} s, "
                     f"app CPU {sample.app.cpu_seconds:.2f} s, "
-                    f"RSS +{sample.app.peak_rss_growth / MiB:.1f} MiB"
+                    + (
+                        f"loop thread {sample.app.loop_cpu_seconds:.2f} s, "
+                        if sample.app.loop_cpu_seconds is not None
+                        else ""
+                    )
+                    + f"RSS +{sample.app.peak_rss_growth / MiB:.1f} MiB"
                     + (f", lag {sample.lag:.2f} s" if sample.lag is not None else ""),
                     file=sys.stderr,
                 )

@@ -1,4 +1,5 @@
-"""What a process and its descendants cost over a stretch of time: CPU, peak memory, disk writes.
+"""What a process and its descendants cost over a stretch of time: CPU, peak memory, disk writes,
+and the CPU of the root process's main thread.
 
 granian and hypercorn run the app in worker processes under a supervisor, and nginx in workers
 under a master, so every reading sums the process tree; for uvicorn with one worker the tree is
@@ -6,12 +7,16 @@ the one process. psutil reads CPU times and I/O counters; the resident set comes
 test's own reading (app/client/memwatch.py), so both report the same number. The peak is the
 kernel's high-water mark, VmHWM, which psutil does not read: reset at the start through
 /proc/PID/clear_refs, it catches a peak however short-lived, which sampling would miss.
+
+The main thread of a uvicorn worker runs the event loop, which every upload of that worker
+shares; worker threads (hashing) show in the process's CPU but not in that thread's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +45,8 @@ class Usage:
     peak_rss_growth: int
     #: Bytes the processes caused to be written to storage (page cache writes count).
     write_bytes: int
+    #: User and system CPU time of the root process's main thread (uvicorn's event loop).
+    loop_cpu_seconds: float | None = None
 
 
 class ProcessUsage:
@@ -57,6 +64,7 @@ class ProcessUsage:
         self._cpu = self._sum(_cpu_seconds)
         self._written = self._sum(lambda p: p.io_counters().write_bytes)
         self._read = self._sum(lambda p: p.io_counters().read_chars)
+        self._loop_cpu = thread_cpu_seconds(pid, pid)
 
     def _sum(self, reading: Callable[[psutil.Process], float]) -> float:
         """`reading` summed over the tree. A worker that has exited counts no more; the root
@@ -76,6 +84,11 @@ class ProcessUsage:
         """User and system CPU time since creation, all threads."""
         return self._sum(_cpu_seconds) - self._cpu
 
+    def loop_cpu_seconds(self) -> float:
+        """CPU time of the root process's main thread since creation."""
+        root = self.processes[0].pid
+        return thread_cpu_seconds(root, root) - self._loop_cpu
+
     def disk_writes(self) -> int:
         """Bytes written to storage since creation (`write_bytes` of /proc/PID/io)."""
         return int(self._sum(lambda p: p.io_counters().write_bytes) - self._written)
@@ -85,9 +98,21 @@ class ProcessUsage:
         return int(self._sum(lambda p: p.io_counters().read_chars) - self._read)
 
     def read(self) -> Usage:
-        return Usage(self.cpu_seconds(), self.rss_growth(), self.disk_writes())
+        return Usage(
+            self.cpu_seconds(), self.rss_growth(), self.disk_writes(), self.loop_cpu_seconds()
+        )
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
+
+
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """User and system CPU time of one thread (the main thread's id is the pid), read from
+    /proc/PID/task/TID/stat in clock ticks (10 ms on most kernels)."""
+    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    # Fields after the command name, which is in parentheses and may hold spaces: state is
+    # field 3, utime and stime fields 14 and 15.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -4,9 +4,12 @@ the memory budget each upload's buffers reserve before they fill (app/storage/bu
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import hashlib
 import io
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from app import metrics
 from app.storage.budget import MemoryBudget
@@ -66,31 +69,59 @@ class PartBuffer:
 
     `reserved` is what the buffer holds of the memory budget: it is reserved before bytes are
     appended (never more than that is appended) and given back by `release()`.
+
+    Worker threads read the bytes in place (`read_in_thread`: the object's SHA-256, the
+    part's MD5) while the event loop sends them. A release asked for while a thread still
+    reads waits for the last one: until then the memory stays counted in the budget and the
+    buffer cannot be pooled, so no thread reads bytes that a later part overwrites.
     """
 
-    __slots__ = ("_budget", "_bytes", "_hashing", "_pool", "_taken", "reserved", "size")
+    __slots__ = (
+        "_budget",
+        "_bytes",
+        "_pool",
+        "_readers",
+        "_release_asked",
+        "_sealed",
+        "_taken",
+        "reserved",
+        "size",
+    )
 
     def __init__(self, budget: MemoryBudget | None = None, pool: BufferPool | None = None) -> None:
         self._budget = budget
         self._pool = pool
         self._bytes = io.BytesIO()
         self._taken = False  # a pooled buffer is taken at the first byte, not before
-        self._hashing = False
+        self._sealed = False  # cut to `size`: no more bytes, threads may view them
+        self._readers = 0  # worker threads reading the bytes right now
+        self._release_asked: bool | None = None  # release(reuse=...) waiting for readers
         self.size = 0
         self.reserved = 0
 
     def append(self, data: Buffer) -> None:
+        if self._sealed:
+            raise RuntimeError("append() to a part whose bytes are final")
         if not self._taken:
             # A pooled buffer may hold an earlier part's bytes past `size`: they are
-            # overwritten as this part fills, and cut off by body().
+            # overwritten as this part fills, and cut off by seal().
             self._taken = True
             if self._pool is not None:
                 self._bytes = self._pool.take()
         self.size += self._bytes.write(data)
 
+    def seal(self) -> None:
+        """The part's bytes are final: cut the buffer to them (idempotent).
+
+        Done before any thread views the bytes: a BytesIO cannot be resized while viewed.
+        """
+        if not self._sealed:
+            self._sealed = True
+            self._bytes.truncate(self.size)
+
     def body(self) -> io.BytesIO:
         """The part ready to send (read from its start)."""
-        self._bytes.truncate(self.size)
+        self.seal()
         self._bytes.seek(0)
         return self._bytes
 
@@ -100,26 +131,79 @@ class PartBuffer:
             self._budget.release(self.reserved - self.size)
         self.reserved = min(self.reserved, self.size)
 
+    def read_in_thread(self, work: Callable[[memoryview], T]) -> asyncio.Future[T]:
+        """Run `work` over the part's bytes in a worker thread (READERS); its result.
+
+        hashlib releases the GIL on large buffers, so the event loop goes on receiving and
+        sending on the other core. The buffer counts the thread as a reader until the thread
+        itself has ended, whatever becomes of the returned future (a cancelled caller).
+        """
+        self.seal()
+        loop = asyncio.get_running_loop()
+        view = self._bytes.getbuffer()
+        self._readers += 1
+        try:
+            job = READERS.submit(_read, view, work)
+        except BaseException:
+            view.release()
+            self._readers -= 1
+            raise
+        # Added before wrap_future adds its own: the buffer hears that the thread has ended
+        # before whoever awaits the returned future does.
+        job.add_done_callback(lambda _: _call_soon(loop, self._reader_done))
+        return asyncio.wrap_future(job, loop=loop)
+
     async def md5(self) -> bytes:
-        """MD5 of the bytes, computed in a thread: hashlib releases the GIL for large
-        buffers, so the event loop keeps receiving the next part on the other core."""
-        buffer, size = self._bytes, self.size  # viewed only inside the thread
-        self._hashing = True  # if we are cancelled, the thread may still be reading it
-        digest = await asyncio.to_thread(lambda: hashlib.md5(buffer.getbuffer()[:size]).digest())
-        self._hashing = False
-        return digest
+        """MD5 of the bytes, computed in a worker thread.
+
+        A cancelled caller returns only once the thread has ended, so a part stopped by an
+        abort leaves no thread reading its buffer.
+        """
+        job = self.read_in_thread(lambda view: hashlib.md5(view).digest())
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait({job})
+            raise
 
     def release(self, *, reuse: bool = False) -> None:
-        """Drop the bytes and give their memory back to the budget (idempotent).
+        """Drop the bytes and give their memory back to the budget (idempotent), once no
+        thread reads them any more.
 
-        `reuse`: the part was stored, nothing reads the buffer any more: it may be pooled.
+        `reuse`: the part was stored, nothing else reads the buffer: it may be pooled.
         """
+        if self._readers:
+            if self._release_asked is None:
+                self._release_asked = reuse  # done by the last reader
+            return
         buffer, self._bytes = self._bytes, io.BytesIO()
         if self._budget is not None and self.reserved:
             self._budget.release(self.reserved)
         self.reserved = 0
-        if reuse and self._pool is not None and not self._hashing:
+        if reuse and self._pool is not None:
             self._pool.give(buffer, self.size)  # after the release, which made room for it
+
+    def _reader_done(self) -> None:
+        self._readers -= 1
+        if not self._readers and self._release_asked is not None:
+            self.release(reuse=self._release_asked)
+
+
+T = TypeVar("T")
+
+#: The worker threads that read part buffers, shared by every upload of the process.
+READERS = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="part-reader")
+
+
+def _read(view: memoryview, work: Callable[[memoryview], T]) -> T:
+    with view:  # the BytesIO may be resized or pooled again only once this view is gone
+        return work(view)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """`callback` on the loop's thread, from a worker thread."""
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is left to tell
+        loop.call_soon_threadsafe(callback)
 
 
 class ObjectBuffers:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
 from app.errors import StorageFailed
 from app.storage.buffers import Buffer, ObjectBuffers
+from app.storage.hashing import ObjectHash
 from app.storage.integrity import UploadIntegrity
 from app.storage.multipart import MultipartUpload
 from app.storage.partsize import MIN_PART_SIZE
@@ -59,7 +59,9 @@ class ObjectUpload:
 
     `state` is where it is in its life, `route` how it goes to storage. The S3 calls of a
     multipart upload are in MultipartUpload, part buffers and their memory in ObjectBuffers,
-    integrity checks in UploadIntegrity.
+    integrity checks in UploadIntegrity, the object's SHA-256 in ObjectHash: each buffer is
+    hashed in a worker thread once it stops filling, so the digest is final only once
+    `close()` has returned.
     """
 
     def __init__(
@@ -100,7 +102,8 @@ class ObjectUpload:
             on_wait=on_budget_wait,
         )
         self.size = 0
-        self._hash = hashlib.sha256()
+        self._hash = ObjectHash()
+        self._sha256: str | None = None  # set by close()
 
     @property
     def state(self) -> UploadState:
@@ -117,8 +120,10 @@ class ObjectUpload:
 
     @property
     def sha256(self) -> str:
-        """Hex digest of the bytes written so far."""
-        return self._hash.hexdigest()
+        """Hex digest of the object's bytes, known once `close()` has returned."""
+        if self._sha256 is None:
+            raise RuntimeError(f"the SHA-256 of an upload that is {self._state} is not final")
+        return self._sha256
 
     @property
     def strategy(self) -> str:
@@ -136,7 +141,6 @@ class ObjectUpload:
             raise RuntimeError(f"write() on an upload that is {self._state}")
         if not data:
             return
-        self._hash.update(data)
         self.size += len(data)
         if self._route == "single_put" and self.size > self._single_put_limit:
             self._route = "multipart"
@@ -178,6 +182,7 @@ class ObjectUpload:
     async def _part_full(self) -> None:
         # A single-put buffer larger than a part goes as one bigger first part rather than
         # being cut up: parts need not be equal in size, and cutting would copy it.
+        await self._hash.add(self._buffers.current)  # its bytes are final
         self._buffers.hold_current()
         if self._route == "multipart":
             await self._send_held()
@@ -196,11 +201,16 @@ class ObjectUpload:
             await multipart.send(self._buffers.held.pop(0))
 
     async def close(self) -> None:
-        """All bytes are in: send the last part and wait until every part is stored."""
+        """All bytes are in: send the last part, wait until every part is stored and the
+        SHA-256 is final."""
         if self._state == "open":
             self._state = "closed"
             self._buffers.current.trim()
+            # The last part, or the whole object held for one PutObject.
+            await self._hash.add(self._buffers.current)
             await self._flush()
+        if self._sha256 is None:
+            self._sha256 = await self._hash.digest()
 
     async def _flush(self) -> None:
         if self._route == "multipart" and self.size > 0:
@@ -282,6 +292,7 @@ class ObjectUpload:
 
     async def _undo(self) -> None:
         # What to undo is read once the parts have stopped, not when the abort began.
+        await self._hash.stop()  # no thread hashes this upload's buffers any more
         if self._multipart is not None:
             await self._multipart.stop_parts()
         try:
