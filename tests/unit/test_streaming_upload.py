@@ -213,6 +213,9 @@ async def test_write_blocks_while_every_upload_slot_is_busy() -> None:
     await upload.write(data_of(PART - 2))  # part 2 fills: buffered, returns at once
     assert upload.held_bytes == PART - 1
     blocked = asyncio.ensure_future(upload.write(b"x"))  # part 2 is full: needs the busy slot
+    # Part 1 reaches the store once its MD5 (in a thread) is done; then give `blocked` time to
+    # get as far as it can: only the gate, never the clock, lets it finish.
+    await asyncio.wait_for(fake.part_started.wait(), timeout=5)
     await asyncio.sleep(0.05)
     assert not blocked.done()
     assert fake.names() == ["create_multipart_upload", "upload_part"]
