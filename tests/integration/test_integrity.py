@@ -52,15 +52,8 @@ async def test_each_part_carries_its_content_md5_and_payload_signing_follows_the
             assert signed == hashlib.sha256(piece).hexdigest()
 
 
-@pytest.mark.parametrize("provider", ["aws", "minio", "b2", "r2"])
-async def test_every_provider_profile_stores_intact_on_a_real_server(
-    settings_for: Callable[..., Settings], s3_endpoint: str, provider: str
-) -> None:
-    """Each profile's calls (CRC32 flexible checksums, or Content-MD5; R2's equal parts)
-    are accepted by a real S3 API (moto), as a single PutObject and as a multipart upload."""
-    moto_bucket = Bucket(s3_endpoint)
-    settings = settings_for(s3_provider=provider, s3_endpoint_url=s3_endpoint)
-    settings = dataclasses.replace(settings, s3_bucket=moto_bucket.name)
+async def store_small_and_large(settings: Settings, bucket: Bucket) -> None:
+    """Upload 1000 bytes (one PutObject) and DATA (three parts); both read back intact."""
     small = DATA[:1000]
     async with app_client(settings) as http:
         for data in (small, DATA):
@@ -71,7 +64,19 @@ async def test_every_provider_profile_stores_intact_on_a_real_server(
             assert response.status_code == 201, response.text
             stored = response.json()["files"][0]
             assert stored["parts"] == (1 if data is small else 3)
-            moto_bucket.assert_intact(stored, data)
+            bucket.assert_intact(stored, data)
+
+
+@pytest.mark.parametrize("provider", ["aws", "minio", "b2", "r2"])
+async def test_every_provider_profile_stores_intact_on_a_real_server(
+    settings_for: Callable[..., Settings], s3_endpoint: str, provider: str
+) -> None:
+    """Each profile's calls (CRC32 flexible checksums, or Content-MD5; R2's equal parts)
+    are accepted by a real S3 API (moto), as a single PutObject and as a multipart upload."""
+    moto_bucket = Bucket(s3_endpoint)
+    settings = settings_for(s3_provider=provider, s3_endpoint_url=s3_endpoint)
+    settings = dataclasses.replace(settings, s3_bucket=moto_bucket.name)
+    await store_small_and_large(settings, moto_bucket)
 
 
 async def test_local_profile_sends_no_digest_and_stores_intact_on_rclone(
@@ -80,17 +85,7 @@ async def test_local_profile_sends_no_digest_and_stores_intact_on_rclone(
     """S3_PROVIDER=local, as `python -m app serve` runs its embedded store: neither a
     multipart upload nor a single PutObject carries Content-MD5 or x-amz-checksum-*, and
     the bytes read back from rclone are the ones sent (the answer's sha256 included)."""
-    small = DATA[:1000]
-    async with app_client(settings_for(s3_provider="local", s3_payload_signing="off")) as http:
-        for data in (small, DATA):
-            body = multipart_body([FilePart("f", "a.bin", data)])
-            response = await http.post(
-                "/uploads", content=chunked(body), headers={"content-type": content_type()}
-            )
-            assert response.status_code == 201, response.text
-            stored = response.json()["files"][0]
-            assert stored["parts"] == (1 if data is small else 3)
-            bucket.assert_intact(stored, data)
+    await store_small_and_large(settings_for(s3_provider="local", s3_payload_signing="off"), bucket)
     sent = [(name, h) for name, h in proxy.requests if name in ("PutObject", "UploadPart")]
     assert [name for name, _ in sent] == ["PutObject", "UploadPart", "UploadPart", "UploadPart"]
     for _, headers in sent:
