@@ -57,11 +57,8 @@ Route = Literal["single_put", "multipart"]
 class ObjectUpload:
     """One object being stored from a stream of bytes (see the module docstring).
 
-    `state` is where it is in its life, `route` how it goes to storage. The S3 calls of a
-    multipart upload are in MultipartUpload, part buffers and their memory in ObjectBuffers,
-    integrity checks in UploadIntegrity, the object's SHA-256 in ObjectHash: each buffer is
-    hashed in a worker thread once it stops filling, so the digest is final only once
-    `close()` has returned.
+    `state` is where it is in its life, `route` how it goes to storage. MultipartUpload,
+    ObjectBuffers, UploadIntegrity and ObjectHash (final once `close()` returned) do the rest.
     """
 
     def __init__(
