@@ -22,7 +22,7 @@ from app import endpoints, metrics, page
 from app.errors import http_exception_handler, unexpected_error_handler
 from app.logs import configure_logging
 from app.settings import Settings
-from app.storage.memory import pin_mmap_threshold
+from app.storage.memory import pin_malloc_thresholds
 from app.storage.session import open_storage
 
 logger = logging.getLogger("app")
@@ -30,7 +30,7 @@ logger = logging.getLogger("app")
 
 def create_app(settings: Settings) -> Starlette:
     """The service for `settings`; the S3 client opens at start-up and is shared."""
-    pin_mmap_threshold()
+    pin_malloc_thresholds()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -8,11 +8,12 @@ import concurrent.futures
 import contextlib
 import hashlib
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 from app import metrics
 from app.storage.budget import MemoryBudget
+from app.storage.sendpath import PartBody
 
 Buffer = bytes | bytearray | memoryview
 
@@ -44,7 +45,7 @@ class BufferPool:
         return buffer
 
     def give(self, buffer: io.BytesIO, size: int) -> None:
-        if len(self._spare) >= self.keep or size > self.max_size:
+        if len(self._spare) >= self.keep or size > self.max_size or _viewed(buffer):
             return
         budget = self._budget
         if budget is not None and not budget.keep_idle(size):
@@ -60,12 +61,22 @@ class BufferPool:
                 self._budget.release_idle(held)
 
 
+def _viewed(buffer: io.BytesIO) -> bool:
+    """Whether a view of the buffer's memory is still alive somewhere (a transport that has
+    not let go of a failed request's bytes): such memory must not be written again."""
+    try:
+        buffer.truncate(buffer.seek(0, io.SEEK_END))  # no change; refused while viewed
+    except BufferError:
+        return True
+    return False
+
+
 class PartBuffer:
     """The bytes of one part as they arrive.
 
-    Kept in an io.BytesIO because aiohttp sends a BytesIO body in 64 KiB writes that yield to
-    the event loop, while a raw bytes body over 1 MiB goes in one write (it warns that this
-    may block the loop). Appending to a BytesIO grows it in place: no copy per part.
+    Kept in an io.BytesIO, which grows in place as bytes are appended (no copy per part) and
+    lends its memory to views: the HTTP client sends the part from it (`sending`), and
+    worker threads read it (`read_in_thread`), without copying it.
 
     `reserved` is what the buffer holds of the memory budget: it is reserved before bytes are
     appended (never more than that is appended) and given back by `release()`.
@@ -119,11 +130,16 @@ class PartBuffer:
             self._sealed = True
             self._bytes.truncate(self.size)
 
-    def body(self) -> io.BytesIO:
-        """The part ready to send (read from its start)."""
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[PartBody]:
+        """The part as a request body over its own memory (app/storage/sendpath.py), for
+        the duration of the block: the view it holds is released at its end."""
         self.seal()
-        self._bytes.seek(0)
-        return self._bytes
+        body = PartBody(self._bytes.getbuffer())
+        try:
+            yield body
+        finally:
+            body.close()
 
     def trim(self) -> None:
         """Give back the reserved memory this buffer will not fill (its object has ended)."""

@@ -186,8 +186,8 @@ class S3Client:
         """Send a part's (or a PutObject's) bytes with the checksum its upload sends, timed
         by operation; return the answer and the part's MD5 (if one was computed) to check it."""
         checks, md5 = await integrity.arguments(body)
-        with metrics.PART_SECONDS.labels(operation).time():
-            response = await self.call(operation, method, Body=body.body(), **checks, **kwargs)
+        with metrics.PART_SECONDS.labels(operation).time(), body.sending() as part:
+            response = await self.call(operation, method, Body=part, **checks, **kwargs)
         return response, md5
 
     def run_cleanup(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

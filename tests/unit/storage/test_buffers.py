@@ -33,8 +33,26 @@ async def test_a_reused_buffer_sends_only_its_own_part() -> None:
     first = filled(None, pool, b"a" * 800)
     first.release(reuse=True)
     second = filled(None, pool, b"b" * 300)  # writes over the first part's bytes
-    assert second.body().read() == b"b" * 300
+    with second.sending() as body:
+        assert body.read() == b"b" * 300
     assert await second.md5() == hashlib.md5(b"b" * 300).digest()
+
+
+def test_memory_still_viewed_is_not_pooled() -> None:
+    """A transport may hold a failed request's bytes past the request: never reuse them."""
+    pool = BufferPool(keep=2, max_size=PART)
+    buffer = filled(None, pool, b"a" * 800)
+    memory = buffer._bytes
+    with buffer.sending() as body:
+        held = body.view(0)  # what a transport still holds after the block
+    buffer.release(reuse=True)
+    assert pool.take() is not memory
+    assert bytes(held) == b"a" * 800
+    held.release()
+    buffer = filled(None, pool, b"b" * 800)
+    memory = buffer._bytes
+    buffer.release(reuse=True)
+    assert pool.take() is memory
 
 
 def test_release_gives_the_reservation_back_once() -> None:

@@ -42,7 +42,8 @@ class Recorder:
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
-            self.sent.append((number, body.body().read()))
+            with body.sending() as part:
+                self.sent.append((number, part.read()))
             if self.gate is not None:
                 await self.gate.wait()
             else:
