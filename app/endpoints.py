@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -25,10 +24,10 @@ from starlette.responses import JSONResponse, Response
 
 from app import metrics, page
 from app.auth import check_bearer
+from app.body import body_chunks
 from app.errors import (
     BodyTooLarge,
     ClientGone,
-    IdleTimeout,
     MalformedMultipart,
     ServerBusy,
     ShuttingDown,
@@ -102,7 +101,7 @@ async def _receive(
     limit = settings.max_body_bytes
     files = FormUpload(storage, settings, body_size=body_size)
     try:
-        async for chunk in _with_idle_timeout(request, settings.idle_timeout):
+        async for chunk in body_chunks(request.receive, settings.idle_timeout):
             offset = outcome.received
             outcome.received += len(chunk)
             metrics.BYTES_RECEIVED.inc(len(chunk))
@@ -134,27 +133,6 @@ def _as_upload_error(exc: UploadError | ClientDisconnect | asyncio.CancelledErro
         # (the client may retry against another instance).
         return ShuttingDown("the server shut down before the upload finished; retry it")
     return exc
-
-
-async def _with_idle_timeout(request: Request, seconds: float) -> AsyncIterator[bytes]:
-    """The body's chunks; a client silent for `seconds` ends the upload (IdleTimeout).
-
-    uvicorn has no read timeout for request bodies, so without this a trickling client would
-    hold a part buffer and an open multipart upload for as long as it likes.
-    """
-    chunks = request.stream().__aiter__()
-    while True:
-        try:
-            if seconds:
-                async with asyncio.timeout(seconds):
-                    chunk = await anext(chunks)
-            else:
-                chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise IdleTimeout(f"no body bytes for {seconds:g} s; upload aborted") from None
-        yield chunk
 
 
 class Outcome:

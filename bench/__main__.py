@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profiles",
         default="",
-        help="S3_PROVIDER profiles (e.g. local,generic,aws) to also run the service under, "
+        help="S3_PROVIDER profiles (e.g. generic,aws) to also run the service under, "
         "each as its own app + nginx: one more row per profile, same store and settings",
     )
     parser.add_argument("--label", default="Benchmark run", help="heading of the report")
@@ -106,12 +106,22 @@ class Run:
         self.endpoint = self.store.endpoint
         self.targets: dict[str, Target] = {}
         self.failed: dict[str, str] = {}
-        self._server("service", "uvicorn", "app.main:app", direct="uvicorn-direct")
+        # The service as `python -m app serve` runs over its loopback store: the `local`
+        # profile, no per-part digest (the seed design and direct compute none either).
+        local = {"S3_PROVIDER": "local"}
+        self._server("service", "uvicorn", "app.main:app", "uvicorn-direct", extra=local)
         self._server("seed", "uvicorn", "bench.seed_app:app", direct=None, behind="seed")
         for server in servers:
             if server != "uvicorn":
                 # The documented factory: hypercorn cannot see the lazily built app.main:app.
-                self._server(server, server, "app.main:from_env", f"{server}-direct", factory=True)
+                self._server(
+                    server,
+                    server,
+                    "app.main:from_env",
+                    f"{server}-direct",
+                    factory=True,
+                    extra=local,
+                )
         for profile in profiles:
             label = f"profile-{profile}"
             extra = {"S3_PROVIDER": profile}

@@ -44,3 +44,17 @@ def test_without_profiles_the_report_has_no_profile_table() -> None:
     results = Results()
     results.add("service", sample(5.0))
     assert "S3_PROVIDER profile" not in render(settings([]), results, [])
+
+
+def test_targets_are_judged_from_the_medians_of_what_ran() -> None:
+    results = Results()
+    results.add("service", sample(2.4))
+    results.add("seed", Sample(wall=5.0, size=GiB, app=Usage(2.0, 0, 0), store_cpu=2.0))
+    results.add("profile-generic", sample(3.7))
+    text = render(settings(["generic"]), results, [])
+    assert "| app CPU per GiB, 1 GiB through nginx, `local` profile ≤ 2.5 | 2.40 s/GiB | met |" in (
+        text
+    )
+    assert "| app CPU per GiB, `generic` profile (MD5) ≤ 3.6 | 3.70 s/GiB | **not met** |" in text
+    assert "≤ 0.9 x seed design | 0.80 x (4.00 s vs 5.00 s) | met |" in text
+    assert "`aws` profile" not in text and "x direct upload_file" not in text
