@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import hashlib
 import io
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
@@ -81,10 +80,11 @@ class PartBuffer:
     `reserved` is what the buffer holds of the memory budget: it is reserved before bytes are
     appended (never more than that is appended) and given back by `release()`.
 
-    Worker threads read the bytes in place (`read_in_thread`: the object's SHA-256, the
-    part's MD5) while the event loop sends them. A release asked for while a thread still
-    reads waits for the last one: until then the memory stays counted in the budget and the
-    buffer cannot be pooled, so no thread reads bytes that a later part overwrites.
+    Worker threads read the bytes in place (`read_in_thread`: the object's SHA-256; `digest`:
+    the part's MD5 or CRC32C) while the event loop sends them. A release asked for while a
+    thread still reads waits for the last one: until then the memory stays counted in the
+    budget and the buffer cannot be pooled, so no thread reads bytes that a later part
+    overwrites.
     """
 
     __slots__ = (
@@ -150,7 +150,7 @@ class PartBuffer:
     def read_in_thread(self, work: Callable[[memoryview], T]) -> asyncio.Future[T]:
         """Run `work` over the part's bytes in a worker thread (READERS); its result.
 
-        hashlib releases the GIL on large buffers, so the event loop goes on receiving and
+        hashlib and awscrt release the GIL on large buffers, so the event loop goes on receiving and
         sending on the other core. The buffer counts the thread as a reader until the thread
         itself has ended, whatever becomes of the returned future (a cancelled caller).
         """
@@ -169,13 +169,13 @@ class PartBuffer:
         job.add_done_callback(lambda _: _call_soon(loop, self._reader_done))
         return asyncio.wrap_future(job, loop=loop)
 
-    async def md5(self) -> bytes:
-        """MD5 of the bytes, computed in a worker thread.
+    async def digest(self, work: Callable[[memoryview], T]) -> T:
+        """`work` (a digest: the part's MD5 or CRC32C) over the bytes, in a worker thread.
 
         A cancelled caller returns only once the thread has ended, so a part stopped by an
         abort leaves no thread reading its buffer.
         """
-        job = self.read_in_thread(lambda view: hashlib.md5(view).digest())
+        job = self.read_in_thread(work)
         try:
             return await asyncio.shield(job)
         except asyncio.CancelledError:

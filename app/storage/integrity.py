@@ -46,7 +46,7 @@ class UploadIntegrity:
         With no check, the part's bytes are not read here at all.
         """
         if self._checksum == "md5":
-            md5 = await body.md5()
+            md5 = await body.digest(lambda view: hashlib.md5(view).digest())
             return {"ContentMD5": base64.b64encode(md5).decode()}, md5
         return self.create_arguments(), None
 

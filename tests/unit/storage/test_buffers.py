@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import threading
 
 import pytest
 
@@ -14,6 +15,10 @@ from app.storage.buffers import BufferPool, ObjectBuffers, PartBuffer
 pytestmark = pytest.mark.anyio
 
 PART = 1000
+
+
+def md5(view: memoryview) -> bytes:
+    return hashlib.md5(view).digest()
 
 
 def filled(budget: MemoryBudget | None, pool: BufferPool | None, data: bytes) -> PartBuffer:
@@ -35,7 +40,32 @@ async def test_a_reused_buffer_sends_only_its_own_part() -> None:
     second = filled(None, pool, b"b" * 300)  # writes over the first part's bytes
     with second.sending() as body:
         assert body.read() == b"b" * 300
-    assert await second.md5() == hashlib.md5(b"b" * 300).digest()
+    assert await second.digest(md5) == hashlib.md5(b"b" * 300).digest()
+
+
+async def test_a_cancelled_digest_returns_only_once_its_thread_has_ended() -> None:
+    """An abort cancels a part mid-digest: the caller must not come back while a thread still
+    reads the buffer (its memory could be pooled and overwritten under the thread)."""
+    entered, gate = threading.Event(), threading.Event()
+    ended: list[bool] = []
+
+    def slow(view: memoryview) -> int:
+        entered.set()
+        gate.wait(timeout=30)
+        ended.append(True)
+        return len(view)
+
+    buffer = filled(None, None, b"x" * 100)
+    caller = asyncio.ensure_future(buffer.digest(slow))
+    await asyncio.to_thread(entered.wait, 30)
+    caller.cancel()
+    await asyncio.sleep(0.05)
+    assert not caller.done()  # cancelled, but still waiting for the thread
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert ended == [True]
+    assert await buffer.digest(len) == 100  # and a digest runs `work` over the part's bytes
 
 
 def test_memory_still_viewed_is_not_pooled() -> None:

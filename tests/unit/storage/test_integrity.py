@@ -101,12 +101,12 @@ async def test_local_sends_no_checksum_computes_no_md5_and_judges_no_answer(
 ) -> None:
     """S3_PROVIDER=local: no Content-MD5, no x-amz-checksum-*, and answers whose ETags and
     checksums say other bytes are not held against the upload (there is nothing to check
-    them against). PartBuffer.md5 is replaced by a failure to show no MD5 is computed."""
+    them against). PartBuffer.digest is replaced by a failure to show no digest is computed."""
 
-    async def no_md5(self: PartBuffer) -> bytes:
-        raise AssertionError("the local profile computed an MD5")
+    async def no_digest(self: PartBuffer, work: object) -> bytes:
+        raise AssertionError("the local profile computed a digest")
 
-    monkeypatch.setattr(PartBuffer, "md5", no_md5)
+    monkeypatch.setattr(PartBuffer, "digest", no_digest)
     fake = FakeS3()
     fake.wrong_etag = {"upload_part", "complete_multipart_upload", "put_object"}
     fake.wrong_checksum = {"complete_multipart_upload"}
