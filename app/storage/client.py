@@ -182,13 +182,13 @@ class S3Client:
         body: PartBuffer,
         integrity: UploadIntegrity,
         **kwargs: Any,
-    ) -> tuple[dict[str, Any], bytes | None]:
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         """Send a part's (or a PutObject's) bytes with the checksum its upload sends, timed
-        by operation; return the answer and the part's MD5 (if one was computed) to check it."""
-        checks, md5 = await integrity.arguments(body)
+        by operation; return the answer and the checksum arguments sent, to check it."""
+        checks = await integrity.arguments(body)
         with metrics.PART_SECONDS.labels(operation).time(), body.sending() as part:
             response = await self.call(operation, method, Body=part, **checks, **kwargs)
-        return response, md5
+        return response, checks
 
     def run_cleanup(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a cleanup to its end even if the caller is cancelled; shutdown waits for it."""

@@ -102,7 +102,7 @@ class MultipartUpload:
         logger.info("aborted multipart upload %s of %s", self.upload_id, self.key)
 
     async def _send(self, number: int, body: PartBuffer) -> None:
-        response, md5 = await self.storage.send_body(
+        response, sent = await self.storage.send_body(
             "UploadPart",
             self.storage.client.upload_part,
             body,
@@ -111,6 +111,6 @@ class MultipartUpload:
             UploadId=self.upload_id,
             PartNumber=number,
         )
-        self._integrity.check_part(number, response, md5)
+        self._integrity.check_part(number, response, sent)
         self._etags[number] = response["ETag"]
         body.release(reuse=True)

@@ -1,20 +1,23 @@
 """Provider profiles (S3_PROVIDER): what each S3-compatible store accepts and guarantees.
 
 Each profile picks the integrity check sent with every part (the store verifies it and
-refuses a part that arrived damaged) and what the service can verify in the store's answers:
-- "md5": Content-MD5 on each part and PutObject. Every store we target verifies it. Where
-  ETags are the MD5 of the bytes (and a multipart ETag is the MD5 of the parts' MD5s plus
-  "-N"), the service also checks them, which catches a store that stored other bytes.
-- "crc32": x-amz-checksum-crc32 (flexible checksums). Its values come back in the answers
-  and are checked against ours, also for the whole object (a composite of the parts'), which
-  stays true under SSE-KMS where ETags are not MD5s. Over HTTPS a checksum header also lets
-  botocore skip SHA-256-signing each part's payload.
+refuses a part that arrived damaged) and what the service can verify in the store's answers.
+The service computes the check itself (app/storage/integrity.py); botocore only sends it.
+- "md5": Content-MD5 on each part and PutObject. Every store we target verifies it (R2 and
+  B2 included). Where ETags are the MD5 of the bytes (and a multipart ETag is the MD5 of the
+  parts' MD5s plus "-N"), the service also checks them, which catches a store that stored
+  other bytes.
+- "crc32c": x-amz-checksum-crc32c (a flexible checksum) on each part and PutObject, computed
+  in hardware (awscrt) at a small fraction of an MD5's CPU. AWS, MinIO, Garage, Ceph RGW and
+  SeaweedFS verify flexible checksums; B2 refuses x-amz-checksum-* headers. The store echoes
+  each part's value, and the completed object's composite CRC32C (of the parts' CRC32Cs) is
+  checked too, which stays true under SSE-KMS where ETags are not MD5s.
 - "none": nothing, for a store on the same host or on a private network the operator trusts
   ("local", which `python -m app serve` uses for its embedded store). The bytes cross no
-  link the operator does not trust, so the MD5 pass over every byte (the largest share of
-  the app's CPU) is skipped and nothing is verified beyond TCP's own checks; the answer's
-  whole-file `sha256` is still computed, for the uploader to compare.
-B2 rejects x-amz-checksum-* headers; R2 requires every part but the last to be the same size.
+  link the operator does not trust, so the digest pass over every byte is skipped and
+  nothing is verified beyond TCP's own checks; the answer's whole-file `sha256` is still
+  computed, for the uploader to compare.
+R2 also requires every part but the last to be the same size.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import dataclasses
 from typing import Literal
 
 Provider = Literal["aws", "b2", "minio", "r2", "generic", "local"]
-PartChecksum = Literal["md5", "crc32", "none"]
+PartChecksum = Literal["md5", "crc32c", "none"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +44,11 @@ class ProviderProfile:
 
 
 PROFILES: dict[str, ProviderProfile] = {
-    # AWS: ETags are not MD5s under SSE-KMS/SSE-C, so the CRC32 checksums are what we verify.
-    "aws": ProviderProfile("aws", part_checksum="crc32", etags_are_md5=False, equal_parts=False),
-    # MinIO verifies flexible checksums and returns MD5 ETags; CRC32 is the cheaper to compute.
+    # AWS: ETags are not MD5s under SSE-KMS/SSE-C, so the CRC32C checksums are what we verify.
+    "aws": ProviderProfile("aws", part_checksum="crc32c", etags_are_md5=False, equal_parts=False),
+    # MinIO verifies flexible checksums; a CRC32C costs far less CPU than an MD5.
     "minio": ProviderProfile(
-        "minio", part_checksum="crc32", etags_are_md5=False, equal_parts=False
+        "minio", part_checksum="crc32c", etags_are_md5=False, equal_parts=False
     ),
     # B2 refuses x-amz-checksum-* headers; it verifies Content-MD5.
     "b2": ProviderProfile("b2", part_checksum="md5", etags_are_md5=False, equal_parts=False),

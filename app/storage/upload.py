@@ -241,7 +241,7 @@ class ObjectUpload:
         )
 
     async def _put_object(self) -> None:
-        response, md5 = await self.storage.send_body(
+        response, sent = await self.storage.send_body(
             "PutObject",
             self.storage.client.put_object,
             self._buffers.current,
@@ -252,7 +252,7 @@ class ObjectUpload:
             **self._final_write,
         )
         self._object_stored = True
-        self._integrity.check_answer("the object", response, md5)
+        self._integrity.check_answer("the object", response, sent)
 
     async def spill(self) -> None:
         """Stop holding a finished object for one PutObject: send its bytes as parts now.

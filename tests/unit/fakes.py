@@ -9,16 +9,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import zlib
 from typing import Any
+
+import google_crc32c
 
 
 def md5_etag(data: bytes) -> str:
     return f'"{hashlib.md5(data).hexdigest()}"'
 
 
-def crc32_b64(data: bytes) -> str:
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+def crc32c_b64(data: bytes) -> str:
+    """S3's form of a CRC32C, computed by google-crc32c: not the implementation the service
+    uses (awscrt), so the two check each other."""
+    return base64.b64encode(google_crc32c.value(bytes(data)).to_bytes(4, "big")).decode()
+
+
+def composite_crc32c(parts: list[bytes]) -> str:
+    """S3's composite checksum of a multipart object: the CRC32C of the parts' CRC32Cs."""
+    crcs = b"".join(base64.b64decode(crc32c_b64(part)) for part in parts)
+    return f"{crc32c_b64(crcs)}-{len(parts)}"
 
 
 class FakeS3:
@@ -52,6 +61,8 @@ class FakeS3:
             digest = base64.b64encode(hashlib.md5(recorded["Body"]).digest()).decode()
             if kwargs["ContentMD5"] != digest:
                 raise ConnectionError(f"BadDigest in {name}")
+        if "ChecksumCRC32C" in kwargs and kwargs["ChecksumCRC32C"] != crc32c_b64(recorded["Body"]):
+            raise ConnectionError(f"BadDigest (CRC32C) in {name}")
         if body is not None and name == "upload_part":
             self.bodies[kwargs["PartNumber"]] = recorded["Body"]
             self.parts[kwargs["Key"], kwargs["PartNumber"]] = recorded["Body"]
@@ -59,10 +70,19 @@ class FakeS3:
     async def put_object(self, **kwargs: Any) -> dict[str, Any]:
         await self._record("put_object", kwargs)
         self.objects[kwargs["Key"]] = self.calls[-1][1]["Body"]
-        return {"ETag": self._etag("put_object", self.objects[kwargs["Key"]])}
+        answer = {"ETag": self._etag("put_object", self.objects[kwargs["Key"]])}
+        return answer | self._echo("put_object", kwargs)
 
     def _etag(self, name: str, data: bytes) -> str:
         return md5_etag(data + b"!" if name in self.wrong_etag else data)
+
+    def _echo(self, name: str, kwargs: dict[str, Any]) -> dict[str, str]:
+        """A checksum sent comes back in the answer, as S3 does (verified in `_record`)."""
+        if "ChecksumCRC32C" not in kwargs:
+            return {}
+        if name in self.wrong_checksum:
+            return {"ChecksumCRC32C": crc32c_b64(b"other bytes")}
+        return {"ChecksumCRC32C": kwargs["ChecksumCRC32C"]}
 
     async def create_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
         await self._record("create_multipart_upload", kwargs)
@@ -75,10 +95,7 @@ class FakeS3:
             await self.gate.wait()
         await asyncio.sleep(self.delays.get(kwargs["PartNumber"], 0))
         body = self.calls_body(kwargs)
-        answer = {"ETag": self._etag("upload_part", body)}
-        if kwargs.get("ChecksumAlgorithm") == "CRC32":  # echoed, as S3 does
-            answer["ChecksumCRC32"] = crc32_b64(body)
-        return answer
+        return {"ETag": self._etag("upload_part", body)} | self._echo("upload_part", kwargs)
 
     def calls_body(self, kwargs: dict[str, Any]) -> bytes:
         return self.parts[kwargs["Key"], kwargs["PartNumber"]]
@@ -93,11 +110,11 @@ class FakeS3:
         if "complete_multipart_upload" in self.wrong_etag:
             etag = f'"{hashlib.md5(digests + b"!").hexdigest()}-{len(parts)}"'
         answer = {"ETag": etag}
-        if all("ChecksumCRC32" in p for p in parts):
-            crcs = b"".join(base64.b64decode(p["ChecksumCRC32"]) for p in parts)
+        if all("ChecksumCRC32C" in p for p in parts):  # from the bytes it kept, as S3 does
+            stored = [self.parts[key, p["PartNumber"]] for p in parts]
             if "complete_multipart_upload" in self.wrong_checksum:
-                crcs += b"!"
-            answer["ChecksumCRC32"] = f"{crc32_b64(crcs)}-{len(parts)}"
+                stored[-1] += b"!"
+            answer["ChecksumCRC32C"] = composite_crc32c(stored)
         return answer
 
     async def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from app.storage.client import S3Client
 from app.storage.integrity import UploadIntegrity
 from app.storage.multipart import MultipartUpload
 from app.storage.providers import PROFILES
-from tests.unit.fakes import FakeS3, crc32_b64, md5_etag
+from tests.unit.fakes import FakeS3, composite_crc32c, crc32c_b64, md5_etag
 
 pytestmark = pytest.mark.anyio
 
@@ -79,17 +79,26 @@ async def test_create_then_parts_then_complete_with_every_part_in_order() -> Non
     assert fake.objects["k"] == b"firstsecond"
 
 
-async def test_crc32_profiles_ask_for_it_and_list_each_part_checksum() -> None:
+@pytest.mark.parametrize("provider", ["aws", "minio"])
+async def test_crc32c_profiles_ask_for_it_and_list_each_part_checksum(provider: str) -> None:
     fake = FakeS3()
-    upload = await started(fake, "aws")
-    await upload.send(part(b"only"))
+    upload = await started(fake, provider)
+    await upload.send(part(b"first"))
+    await upload.send(part(b"second"))
     await upload.wait()
-    await upload.complete({})
-    assert fake.calls[0][1]["ChecksumAlgorithm"] == "CRC32"
-    parts = fake.calls[-1][1]["MultipartUpload"]["Parts"]
-    assert parts == [
-        {"ETag": md5_etag(b"only"), "PartNumber": 1, "ChecksumCRC32": crc32_b64(b"only")}
+    answer = await upload.complete({})
+    assert fake.calls[0][1]["ChecksumAlgorithm"] == "CRC32C"
+    sent = [kw for name, kw in fake.calls if name == "upload_part"]
+    assert sorted((kw["PartNumber"], kw["ChecksumCRC32C"]) for kw in sent) == [
+        (1, crc32c_b64(b"first")),
+        (2, crc32c_b64(b"second")),
     ]
+    assert all("ContentMD5" not in kw and "ChecksumAlgorithm" not in kw for kw in sent)
+    assert fake.calls[-1][1]["MultipartUpload"]["Parts"] == [
+        {"ETag": md5_etag(b"first"), "PartNumber": 1, "ChecksumCRC32C": crc32c_b64(b"first")},
+        {"ETag": md5_etag(b"second"), "PartNumber": 2, "ChecksumCRC32C": crc32c_b64(b"second")},
+    ]
+    assert answer["ChecksumCRC32C"] == composite_crc32c([b"first", b"second"])
 
 
 async def test_a_failed_part_is_raised_by_wait() -> None:
