@@ -105,7 +105,7 @@ class Settings:
         PayloadSigning,
         lower=True,
         doc="whether botocore SHA-256-signs each part's payload. `auto` is botocore's rule: "
-        "signed over `http://`, not over `https://`, where the part's Content-MD5 or CRC32 "
+        "signed over `http://`, not over `https://`, where the part's Content-MD5 or CRC32C "
         "protects it. `off`: unsigned over `http://` too, which saves a SHA-256 pass over every "
         "byte; for a loopback or private-network store (the embedded store of `python -m app "
         "serve` uses `off` unless this is set). `on`: always signed",

@@ -20,6 +20,11 @@ def client_config(settings: Settings) -> AioConfig:
     if settings.s3_payload_signing != "auto":
         # botocore's S3 signer honours this over http:// too (its default signs there).
         s3["payload_signing_enabled"] = settings.s3_payload_signing == "on"
+    elif settings.provider.part_checksum == "crc32c" and _https(settings.s3_endpoint_url):
+        # `auto` leaves HTTPS parts unsigned when a checksum protects them. botocore's rule
+        # sees only Content-MD5 or a checksum it computed itself, not the CRC32C header we
+        # hand it: without this it would SHA-256 every part over HTTPS.
+        s3["payload_signing_enabled"] = False
     return AioConfig(
         signature_version="s3v4",
         s3=s3,
@@ -31,6 +36,11 @@ def client_config(settings: Settings) -> AioConfig:
         request_checksum_calculation=settings.s3_checksum_mode,
         response_checksum_validation=settings.s3_checksum_mode,
     )
+
+
+def _https(endpoint_url: str | None) -> bool:
+    """Whether S3 calls go over TLS (no endpoint: AWS, which botocore reaches over HTTPS)."""
+    return endpoint_url is None or endpoint_url.lower().startswith("https://")
 
 
 @contextlib.asynccontextmanager
