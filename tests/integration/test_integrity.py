@@ -1,7 +1,10 @@
 """What goes over the wire to a real store for integrity: checksums and payload signing.
 
 The requests are seen by tests/faulty_s3.py's proxy (forwarding untouched) in front of
-`rclone serve s3`, which verifies Content-MD5 and answers MD5 ETags.
+`rclone serve s3`, which verifies Content-MD5 and answers MD5 ETags, but ignores flexible
+checksums (x-amz-checksum-*): for the CRC32C profiles these tests check what is sent, and
+stores that verify it (moto does not either) are left to the unit tests' fake and to
+tests/integration/test_storage_faults.py's refusals.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import random
 import re
 from collections.abc import Callable
 
+import google_crc32c
 import pytest
 
 from app.settings import Settings
@@ -71,7 +75,7 @@ async def store_small_and_large(settings: Settings, bucket: Bucket) -> None:
 async def test_every_provider_profile_stores_intact_on_a_real_server(
     settings_for: Callable[..., Settings], s3_endpoint: str, provider: str
 ) -> None:
-    """Each profile's calls (CRC32 flexible checksums, or Content-MD5; R2's equal parts)
+    """Each profile's calls (CRC32C flexible checksums, or Content-MD5; R2's equal parts)
     are accepted by a real S3 API (moto), as a single PutObject and as a multipart upload."""
     moto_bucket = Bucket(s3_endpoint)
     settings = settings_for(s3_provider=provider, s3_endpoint_url=s3_endpoint)
@@ -91,3 +95,37 @@ async def test_local_profile_sends_no_digest_and_stores_intact_on_rclone(
     for _, headers in sent:
         assert "content-md5" not in headers
         assert not [h for h in headers if h.startswith("x-amz-checksum") or h == "x-amz-trailer"]
+
+
+def crc32c_b64(data: bytes) -> str:
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+
+
+@pytest.mark.parametrize("provider", ["aws", "minio"])
+async def test_crc32c_profiles_send_each_parts_crc32c_as_a_header_and_nothing_else(
+    settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3, provider: str
+) -> None:
+    """S3_PROVIDER=aws or minio: every UploadPart and the single PutObject carries the CRC32C
+    of exactly its bytes (computed here by google-crc32c) as x-amz-checksum-crc32c, and
+    botocore adds no checksum of its own: no Content-MD5, no CRC32, no aws-chunked trailer.
+    rclone does not verify the header: this checks what is sent, and that the object is
+    intact."""
+    await store_small_and_large(settings_for(s3_provider=provider), bucket)
+    pieces = {"1": DATA[:PART], "2": DATA[PART : 2 * PART], "3": DATA[2 * PART :]}
+    sent = [
+        (name, headers, query)
+        for (name, headers), query in zip(proxy.requests, proxy.queries, strict=True)
+        if name in ("PutObject", "UploadPart")
+    ]
+    assert [name for name, _, _ in sent] == ["PutObject", "UploadPart", "UploadPart", "UploadPart"]
+    assert sorted(query.get("partNumber", "") for _, _, query in sent) == ["", "1", "2", "3"]
+    for name, headers, query in sent:
+        data = DATA[:1000] if name == "PutObject" else pieces[query["partNumber"]]
+        assert int(headers["content-length"]) == len(data)
+        assert headers["x-amz-checksum-crc32c"] == crc32c_b64(data)
+        assert [h for h in headers if h.startswith("x-amz-checksum")] == ["x-amz-checksum-crc32c"]
+        assert headers.get("x-amz-sdk-checksum-algorithm", "CRC32C") == "CRC32C"
+        assert "content-md5" not in headers and "x-amz-trailer" not in headers
+        assert "aws-chunked" not in headers.get("content-encoding", "")
+    creates = [h for name, h in proxy.requests if name == "CreateMultipartUpload"]
+    assert [h.get("x-amz-checksum-algorithm") for h in creates] == ["CRC32C"]

@@ -16,7 +16,7 @@ from app.settings import Settings
 from harness.forms import FilePart, chunked, content_type, multipart_body
 from harness.store import Bucket
 from tests.faulty_s3 import Fault, FaultyS3
-from tests.integration.conftest import PART, app_client
+from tests.integration.conftest import PART, app_client, assert_error
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rclone, pytest.mark.faulty_proxy]
 
@@ -102,6 +102,54 @@ async def test_an_etag_not_matching_the_bytes_sent_is_502_and_nothing_is_kept(
         assert response.json()["error"]["code"] == "integrity_error"
         assert proxy.broken and proxy.broken[0][0] == operation
         bucket.assert_clean()  # aborted, or the completed object deleted
+        proxy.faults = []
+        response = await post(http, DATA)
+    assert response.status_code == 201
+    bucket.assert_intact(response.json()["files"][0], DATA)
+
+
+async def test_a_part_refused_with_bad_digest_is_502_not_retried_and_nothing_is_kept(
+    settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3
+) -> None:
+    """S3_PROVIDER=aws: a store that finds a part's CRC32C wrong answers 400 BadDigest. That
+    is not transient (botocore retries no 400): the upload ends in 502 and is aborted. A
+    retry would have been forwarded, and stored the object."""
+    proxy.faults = [Fault("UploadPart", first=2, last=2, kind="bad_digest")]
+    async with app_client(settings_for(s3_provider="aws", s3_max_attempts=3)) as http:
+        response = await post(http, DATA)
+    assert_error(response, 502, "storage_error")
+    assert "BadDigest" in response.json()["error"]["message"]
+    assert proxy.broken == [("UploadPart", 2, "bad_digest")]
+    calls = zip(proxy.requests, proxy.queries, strict=True)
+    parts = [query["partNumber"] for (name, _), query in calls if name == "UploadPart"]
+    assert parts.count(parts[1]) == 1  # the refused part was sent once, never again
+    assert proxy.counts.get("AbortMultipartUpload") == 1
+    assert bucket.incomplete_uploads() == []
+    assert bucket.keys() == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "size"),
+    [("UploadPart", len(DATA)), ("CompleteMultipartUpload", len(DATA)), ("PutObject", 1000)],
+)
+async def test_a_crc32c_not_matching_the_bytes_sent_is_502_and_nothing_is_kept(
+    settings_for: Callable[..., Settings],
+    bucket: Bucket,
+    proxy: FaultyS3,
+    operation: str,
+    size: int,
+) -> None:
+    """S3_PROVIDER=aws: a part's (or PutObject's) echoed CRC32C that is not the one sent, or
+    an object's composite CRC32C that does not follow from the parts', means the store kept
+    other bytes: 502, and the upload is aborted or the object deleted."""
+    proxy.faults = [Fault(operation, first=1, last=None, kind="wrong_checksum")]
+    async with app_client(settings_for(s3_provider="aws")) as http:
+        response = await post(http, DATA[:size])
+        assert_error(response, 502, "integrity_error")
+        assert "CRC32C" in response.json()["error"]["message"]
+        assert proxy.broken and proxy.broken[0][0] == operation
+        assert bucket.incomplete_uploads() == []
+        assert bucket.keys() == []  # aborted, or the completed object deleted
         proxy.faults = []
         response = await post(http, DATA)
     assert response.status_code == 201
