@@ -48,6 +48,10 @@ class Results:
         values = [v for s in self.samples.get(key, []) if (v := value(s)) is not None]
         return statistics.median(values) if values else None
 
+    def largest(self, keys: Sequence[str], value: Callable[[Sample], float | None]) -> float | None:
+        values = [v for k in keys for s in self.samples.get(k, []) if (v := value(s)) is not None]
+        return max(values) if values else None
+
 
 # --- the machine ---------------------------------------------------------------------------
 
@@ -398,8 +402,10 @@ def targets(s: RunSettings, results: Results) -> list[str]:
     direct = results.median("direct", wall)
     rate_service = results.median("service-rate", wall)
     rate_seed = results.median("seed-rate", wall)
-    rss = results.median("service", rss_mib)
-    flat = results.median("service-flat", rss_mib)
+    # The service process's first upload grows it most (later ones reuse pooled buffers):
+    # the largest growth over its uploads of the main size, through nginx or not.
+    rss = results.largest(["service", "uvicorn-direct"], rss_mib)
+    flat = results.largest(["service-flat"], rss_mib)
     size = size_text(s.size)
     rows = [
         *_cap_row(
@@ -443,10 +449,16 @@ def targets(s: RunSettings, results: Results) -> list[str]:
             0.25,
             "s",
         ),
-        *_cap_row("peak RSS growth of the process ≤ 25 MiB", rss, 25, "MiB"),
+        *_cap_row(
+            f"peak RSS growth, the process's first {size} upload (largest over rounds) ≤ 25 MiB",
+            rss,
+            25,
+            "MiB",
+        ),
     ]
     if rss is not None and flat is not None and s.flat_size:
-        # "Flat": the bigger file may cost at most 10 % (or 2 MiB) more.
+        # "Flat": the bigger file may grow the process at most 10 % (or 2 MiB) more than the
+        # first upload of the main size did.
         bound = 2.5 * s.part_size / MiB
         ok = flat <= bound and flat <= max(rss * 1.1, rss + 2)
         rows.append(
