@@ -229,6 +229,8 @@ class ObjectBuffers:
     Bytes go only into memory reserved for them, reserved a part at a time (less when the
     size hint says less can still come). Without a budget (unit tests, scripts) every
     reservation is granted at once.
+
+    `part_sizes(n)` is the size of part n (from 1); by default every part is `part_size`.
     """
 
     def __init__(
@@ -240,10 +242,12 @@ class ObjectBuffers:
         first_size: int,
         size_hint: int | None = None,
         on_wait: Callable[[], Awaitable[None]] | None = None,
+        part_sizes: Callable[[int], int] | None = None,
     ) -> None:
         self._budget = budget
         self._pool = pool
-        self._part_size = part_size
+        self._part_sizes = part_sizes or (lambda number: part_size)
+        self._part_size = self._part_sizes(1)  # of the part filling now
         self._size_hint = size_hint  # an upper bound on the object's size, if known
         # Runs before a reservation waits for memory: the caller may free what it holds.
         self._on_wait = on_wait
@@ -253,6 +257,7 @@ class ObjectBuffers:
         # How far the current buffer fills: the first may hold a whole object for one
         # PutObject (so the put needs no joining copy), every later one a part.
         self.fill_to = first_size
+        self.part_number = 1  # of the buffer filling now: each buffer becomes one part
         self.buffered = 0  # bytes of the object appended so far
 
     @property
@@ -294,10 +299,12 @@ class ObjectBuffers:
         current.reserved += size
 
     def hold_current(self) -> None:
-        """The current buffer is full: hold it back, and fill a new one of one part."""
+        """The current buffer is full: hold it back, and fill a new one of the next part's
+        size."""
         self.held.append(self.current)
         self.current = self._new()
-        self.fill_to = self._part_size
+        self.part_number += 1
+        self._part_size = self.fill_to = self._part_sizes(self.part_number)
 
     def hold_last(self) -> None:
         """The object has ended: hold back what the current buffer has, if anything."""

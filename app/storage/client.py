@@ -19,7 +19,7 @@ from app.storage.budget import MemoryBudget
 from app.storage.buffers import Buffer, BufferPool, PartBuffer
 from app.storage.failures import KEY_EXISTS_CODES, describe, error_code
 from app.storage.integrity import UploadIntegrity
-from app.storage.partsize import plan_part_size
+from app.storage.partsize import MAX_PART_SIZE, growing_part_size, plan_part_size
 from app.storage.providers import PROFILES, ProviderProfile
 from app.storage.upload import ObjectUpload, StoredObject
 
@@ -84,6 +84,14 @@ class S3Client:
         begins. `on_budget_wait` runs before the upload waits for memory (see app.storage.budget).
         """
         part_size = plan_part_size(self.part_size, size_hint, self.provider.max_parts)
+        part_sizes: Callable[[int], int] | None = None
+        if size_hint is None and not self.provider.equal_parts:
+            # A chunked body's length is unknown: its parts grow as it goes on.
+            max_parts, cap = self.provider.max_parts, self.largest_part()
+
+            def part_sizes(number: int) -> int:
+                return growing_part_size(number, part_size, max_parts, cap)
+
         single_put_limit: int | None
         if force_multipart:
             single_put_limit = None
@@ -105,7 +113,15 @@ class S3Client:
             on_budget_wait=on_budget_wait,
             metadata=metadata,
             if_none_match=if_none_match,
+            part_sizes=part_sizes,
         )
+
+    def largest_part(self) -> int:
+        """The most one part of a growing upload may hold: with `parts_in_flight` parts
+        sending and one filling, the upload still fits the memory budget."""
+        if self.budget is None:
+            return MAX_PART_SIZE
+        return min(self.budget.limit // (self.parts_in_flight + 1), MAX_PART_SIZE)
 
     async def upload(self, data: Buffer, key: str, content_type: str) -> StoredObject:
         """Store `data` with one PutObject."""

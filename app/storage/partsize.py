@@ -37,3 +37,33 @@ def plan_part_size(configured: int, expected_size: int | None, max_parts: int = 
     if size > MAX_PART_SIZE:
         raise ObjectTooLarge(f"{expected_size} bytes does not fit in {max_parts} parts of 5 GiB")
     return size
+
+
+def growing_part_size(number: int, base: int, max_parts: int, cap: int) -> int:
+    """The size of part `number` (from 1) of an object whose length is not known ahead (a
+    chunked body): S3 parts need not be equal, so they grow as the object does.
+
+    The first tenth of `max_parts` parts have the `base` size, each later tenth twice the
+    size of the one before, never more than `cap` (the most one part may hold in memory) nor
+    S3's 5 GiB, in whole MiB. At 10 MiB parts a small object costs what it always did, while
+    the 10,000 parts reach far past the 97.7 GiB that 10 MiB each would allow
+    (`largest_growing_object`).
+    """
+    base = max(base, MIN_PART_SIZE)
+    ceiling = max(min(cap, MAX_PART_SIZE) // MiB * MiB, base)
+    tenth = max(max_parts // 10, 1)
+    doublings = min((number - 1) // tenth, 32)
+    return min(base << doublings, ceiling)
+
+
+def largest_growing_object(base: int, max_parts: int, cap: int) -> int:
+    """The most bytes `max_parts` parts of `growing_part_size` hold (at most S3's 5 TiB)."""
+    base = max(base, MIN_PART_SIZE)
+    tenth = max(max_parts // 10, 1)
+    total, number = 0, 1
+    while number <= max_parts:
+        size = growing_part_size(number, base, max_parts, cap)
+        run = min(tenth - (number - 1) % tenth, max_parts - number + 1)  # same size till then
+        total += size * run
+        number += run
+    return min(total, MAX_OBJECT_SIZE)

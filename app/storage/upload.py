@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
 
-from app.errors import StorageFailed
+from app.errors import BodyTooLarge, StorageFailed
 from app.storage.buffers import Buffer, ObjectBuffers
 from app.storage.hashing import ObjectHash
 from app.storage.integrity import UploadIntegrity
@@ -73,8 +73,10 @@ class ObjectUpload:
         on_budget_wait: Callable[[], Awaitable[None]] | None = None,
         metadata: dict[str, str] | None = None,
         if_none_match: bool = False,
+        part_sizes: Callable[[int], int] | None = None,
     ) -> None:
-        """`single_put_limit`: the largest object sent as one PutObject (None: multipart)."""
+        """`single_put_limit`: the largest object sent as one PutObject (None: multipart).
+        `part_sizes(n)`: the size of part n (from 1), if not `part_size` for every part."""
         self.storage = storage
         self.key = key
         self._content_type = content_type
@@ -97,6 +99,7 @@ class ObjectUpload:
             first_size=max(part_size, self._single_put_limit),
             size_hint=size_hint,
             on_wait=on_budget_wait,
+            part_sizes=part_sizes,
         )
         self.size = 0
         self._hash = ObjectHash()
@@ -160,6 +163,7 @@ class ObjectUpload:
         if buffers.current.size >= buffers.fill_to:
             await self._part_full()  # the next buffer reserves on the next pass
         elif buffers.current.size == 0:
+            self._check_part_count()
             await buffers.grow()  # a fresh buffer holds nothing: it may wait
         elif buffers.try_grow():
             return
@@ -175,6 +179,17 @@ class ObjectUpload:
         else:
             # Only when the size hint was too small: wait, as a valid part must be whole.
             await buffers.grow()
+
+    def _check_part_count(self) -> None:
+        """A fresh buffer is about to take bytes: refuse a part the store would refuse, before
+        it is sent rather than after."""
+        max_parts = self.storage.provider.max_parts
+        if self._buffers.part_number > max_parts:
+            raise BodyTooLarge(
+                f"the file is larger than the {self._buffers.buffered} bytes that "
+                f"{max_parts} parts hold here; send the request's Content-Length, so that "
+                "its parts are sized for it"
+            )
 
     async def _part_full(self) -> None:
         # A single-put buffer larger than a part goes as one bigger first part rather than

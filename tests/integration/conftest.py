@@ -16,6 +16,7 @@ from moto.server import ThreadedMotoServer
 
 from app.main import create_app
 from app.settings import Settings
+from harness.forms import FilePart, chunked, content_type, multipart_body
 from harness.store import Bucket, MiB, RcloneStore
 from tests.faulty_s3 import FaultyS3
 
@@ -90,6 +91,14 @@ async def client(settings_for: Callable[..., Settings]) -> AsyncIterator[httpx.A
     """The app with default test settings, served in-process (lifespan included)."""
     async with app_client(settings_for()) as http:
         yield http
+
+
+async def post_chunked(http: httpx.AsyncClient, data: bytes) -> httpx.Response:
+    """POST /uploads a form of one file holding `data`, chunked (no Content-Length)."""
+    body = multipart_body([FilePart("f", "a.bin", data)])
+    return await http.post(
+        "/uploads", content=chunked(body), headers={"content-type": content_type()}
+    )
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
 import pytest
 
 from app.settings import Settings
-from harness.forms import FilePart, chunked, content_type, multipart_body
 from harness.store import Bucket
 from tests.faulty_s3 import Fault, FaultyS3
-from tests.integration.conftest import PART, app_client, assert_error
+from tests.integration.conftest import PART, app_client, assert_error, post_chunked
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rclone, pytest.mark.faulty_proxy]
 
 DATA = bytes(range(256)) * (3 * PART // 256) + b"tail"  # 3 parts and a bit: 4 parts
-
-
-async def post(http: httpx.AsyncClient, data: bytes) -> httpx.Response:
-    body = multipart_body([FilePart("f", "a.bin", data)])
-    return await http.post(
-        "/uploads", content=chunked(body), headers={"content-type": content_type()}
-    )
 
 
 @pytest.mark.parametrize(
@@ -46,7 +37,7 @@ async def test_transient_fault_is_retried_and_the_object_is_intact(
 ) -> None:
     proxy.faults = [fault]
     async with app_client(settings_for(s3_max_attempts=3)) as http:
-        response = await post(http, DATA)
+        response = await post_chunked(http, DATA)
     assert response.status_code == 201, response.text
     stored = response.json()["files"][0]
     assert (stored["strategy"], stored["parts"]) == ("multipart", 4)
@@ -59,7 +50,7 @@ async def test_transient_fault_on_a_single_put_is_retried(
 ) -> None:
     proxy.faults = [Fault("PutObject", kind="slowdown")]
     async with app_client(settings_for(s3_max_attempts=3)) as http:
-        response = await post(http, b"small file")
+        response = await post_chunked(http, b"small file")
     assert response.status_code == 201, response.text
     bucket.assert_intact(response.json()["files"][0], b"small file")
     assert proxy.broken == [("PutObject", 1, "slowdown")]
@@ -71,13 +62,13 @@ async def test_persistent_failure_is_502_and_aborted(
 ) -> None:
     proxy.faults = [Fault(operation, first=1, last=None, kind="internal")]
     async with app_client(settings_for(s3_max_attempts=3)) as http:
-        response = await post(http, DATA)
+        response = await post_chunked(http, DATA)
         assert response.status_code == 502, response.text
         assert response.json()["error"]["code"] == "storage_error"
         assert proxy.counts.get("AbortMultipartUpload") == 1
         bucket.assert_clean()
         proxy.faults = []
-        response = await post(http, DATA)  # alive: the next upload goes through
+        response = await post_chunked(http, DATA)  # alive: the next upload goes through
     assert response.status_code == 201
     bucket.assert_intact(response.json()["files"][0], DATA)
 
@@ -97,13 +88,13 @@ async def test_an_etag_not_matching_the_bytes_sent_is_502_and_nothing_is_kept(
     (the part's MD5; the MD5 of the parts' MD5s for the whole object)."""
     proxy.faults = [Fault(operation, first=1, last=None, kind="wrong_etag")]
     async with app_client(settings_for(s3_provider="generic")) as http:
-        response = await post(http, DATA[:size])
+        response = await post_chunked(http, DATA[:size])
         assert response.status_code == 502, response.text
         assert response.json()["error"]["code"] == "integrity_error"
         assert proxy.broken and proxy.broken[0][0] == operation
         bucket.assert_clean()  # aborted, or the completed object deleted
         proxy.faults = []
-        response = await post(http, DATA)
+        response = await post_chunked(http, DATA)
     assert response.status_code == 201
     bucket.assert_intact(response.json()["files"][0], DATA)
 
@@ -116,7 +107,7 @@ async def test_a_part_refused_with_bad_digest_is_502_not_retried_and_nothing_is_
     retry would have been forwarded, and stored the object."""
     proxy.faults = [Fault("UploadPart", first=2, last=2, kind="bad_digest")]
     async with app_client(settings_for(s3_provider="aws", s3_max_attempts=3)) as http:
-        response = await post(http, DATA)
+        response = await post_chunked(http, DATA)
     assert_error(response, 502, "storage_error")
     assert "BadDigest" in response.json()["error"]["message"]
     assert proxy.broken == [("UploadPart", 2, "bad_digest")]
@@ -144,13 +135,13 @@ async def test_a_crc32c_not_matching_the_bytes_sent_is_502_and_nothing_is_kept(
     other bytes: 502, and the upload is aborted or the object deleted."""
     proxy.faults = [Fault(operation, first=1, last=None, kind="wrong_checksum")]
     async with app_client(settings_for(s3_provider="aws")) as http:
-        response = await post(http, DATA[:size])
+        response = await post_chunked(http, DATA[:size])
         assert_error(response, 502, "integrity_error")
         assert "CRC32C" in response.json()["error"]["message"]
         assert proxy.broken and proxy.broken[0][0] == operation
         assert bucket.incomplete_uploads() == []
         assert bucket.keys() == []  # aborted, or the completed object deleted
         proxy.faults = []
-        response = await post(http, DATA)
+        response = await post_chunked(http, DATA)
     assert response.status_code == 201
     bucket.assert_intact(response.json()["files"][0], DATA)

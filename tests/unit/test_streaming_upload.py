@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from app.errors import StorageFailed
+from app.errors import BodyTooLarge, StorageFailed
 from app.forms.multipart import MultipartStream, PartEnd, PartStart
 from app.storage import S3Client
+from app.storage.budget import MemoryBudget
+from app.storage.providers import PROFILES
 from app.storage.sendpath import PartBody
 from app.units import MiB
 from harness.forms import FilePart, content_type, multipart_body
@@ -276,3 +279,53 @@ async def test_part_buffers_are_reused_and_cut_to_each_part() -> None:
     stored = await make_storage(fake).upload_stream(stream_of(data), "k", "a/b")
     assert stored == len(data) and fake.objects["k"] == data
     assert len(memory) == 7 and len(set(memory)) <= 3
+
+
+# --- objects of unknown length (chunked bodies): growing parts, and the part limit ---------
+
+
+def limited_storage(fake: FakeS3, provider: str, max_parts: int) -> S3Client:
+    """A store of `provider`'s kind that takes `max_parts` parts, a 64 MiB budget."""
+    return S3Client(
+        fake,
+        "bucket",
+        part_size=PART,
+        multipart_threshold=THRESHOLD,
+        budget=MemoryBudget(64 * MiB),
+        provider=dataclasses.replace(PROFILES[provider], max_parts=max_parts),
+    )
+
+
+async def test_parts_of_an_object_of_unknown_length_grow_up_to_the_budget_s_share() -> None:
+    """20 parts at most: each tenth (2 parts) doubles the last, up to 32 MiB (half the
+    64 MiB budget: one part sending, one filling)."""
+    fake = FakeS3()
+    data = data_of(120 * MiB)
+    upload = limited_storage(fake, "generic", 20).open_upload("k", "a/b")  # no size hint
+    stored = await upload.consume(stream_of(data, chunk=1 * MiB))
+    sizes = [len(fake.bodies[n]) for n in sorted(fake.bodies)]
+    assert sizes == [5 * MiB, 5 * MiB, 10 * MiB, 10 * MiB, 20 * MiB, 20 * MiB, 32 * MiB, 18 * MiB]
+    assert stored.size == len(data) and fake.objects["k"] == data
+
+
+async def test_a_known_length_keeps_equal_parts() -> None:
+    fake = FakeS3()
+    data = data_of(40 * MiB)
+    storage = limited_storage(fake, "generic", 20)
+    await storage.open_upload("k", "a/b", size_hint=len(data)).consume(stream_of(data))
+    assert {len(body) for body in fake.bodies.values()} == {5 * MiB}
+
+
+async def test_an_equal_parts_store_refuses_past_its_parts_and_aborts() -> None:
+    """R2 takes equal parts only: 3 parts of 5 MiB are all an unknown length may hold."""
+    fake = FakeS3()
+    storage = limited_storage(fake, "r2", 3)
+    exactly = data_of(3 * PART)
+    await storage.open_upload("fits", "a/b").consume(stream_of(exactly))
+    assert fake.objects["fits"] == exactly  # three full parts: the limit itself is fine
+    with pytest.raises(BodyTooLarge, match=f"larger than the {3 * PART} bytes that 3 parts"):
+        await storage.open_upload("k", "a/b").consume(stream_of(data_of(3 * PART + 1)))
+    assert "k" not in fake.objects
+    assert [name for name, kw in fake.calls if kw.get("Key") == "k"][-1] == "abort_multipart_upload"
+    parts = [kw for name, kw in fake.calls if name == "upload_part" and kw["Key"] == "k"]
+    assert max(kw["PartNumber"] for kw in parts) <= 3  # refused before a fourth was sent

@@ -1,4 +1,5 @@
-"""plan_part_size: the part size that keeps a multipart upload within S3's limits.
+"""plan_part_size: the part size that keeps a multipart upload within S3's limits; and
+growing_part_size, the growing parts of an object whose length is unknown.
 
 Modelled on tusd's calcOptimalPartSize tests: boundaries around configured * max_parts, and a
 sweep of object sizes checked against every rule S3 imposes on parts.
@@ -6,11 +7,21 @@ sweep of object sizes checked against every rule S3 imposes on parts.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 
-from app.storage.partsize import MAX_OBJECT_SIZE, MAX_PARTS, ObjectTooLarge, plan_part_size
+from app.storage.partsize import (
+    MAX_OBJECT_SIZE,
+    MAX_PART_SIZE,
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    ObjectTooLarge,
+    growing_part_size,
+    largest_growing_object,
+    plan_part_size,
+)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -222,3 +233,39 @@ def test_single_part_plan() -> None:
     assert plan_part_size(10 * MiB, MAX_PART, max_parts=1) == MAX_PART
     with pytest.raises(ObjectTooLarge):
         plan_part_size(10 * MiB, MAX_PART + 1, max_parts=1)
+
+
+# --- growing_part_size: parts of an object whose length is unknown -------------------------
+
+
+@pytest.mark.parametrize(
+    ("base", "max_parts", "cap"),
+    [(10 * MiB, 10_000, 256 * MiB), (5 * MiB, 20, 32 * MiB), (7 * MiB + 3, 1000, 5 * GiB)],
+)
+def test_growing_parts_start_at_the_base_double_each_tenth_and_stop_at_the_cap(
+    base: int, max_parts: int, cap: int
+) -> None:
+    sizes = [growing_part_size(n, base, max_parts, cap) for n in range(1, max_parts + 1)]
+    tenth = max_parts // 10
+    assert sizes[:tenth] == [base] * tenth
+    assert all(a <= b for a, b in itertools.pairwise(sizes))
+    assert all(MIN_PART_SIZE <= s <= max(cap // MiB * MiB, base) for s in sizes)
+    for n in range(tenth, max_parts, tenth):  # each tenth doubles, until the cap
+        assert sizes[n] in (2 * sizes[n - 1], sizes[n - 1], cap // MiB * MiB)
+    assert largest_growing_object(base, max_parts, cap) == min(sum(sizes), MAX_OBJECT_SIZE)
+
+
+def test_the_defaults_carry_an_unknown_length_object_of_1_5_tib() -> None:
+    """10 MiB parts, 10,000 of them, and a 512 MiB budget with one part in flight (a part
+    of at most 256 MiB): the figure docs/scaling.md gives."""
+    largest = largest_growing_object(10 * MiB, MAX_PARTS, 256 * MiB)
+    assert largest == (10 + 20 + 40 + 80 + 160 + 5 * 256) * 1000 * MiB
+    assert largest > 1.5 * 1024 * GiB
+    assert growing_part_size(1000, 10 * MiB, MAX_PARTS, 256 * MiB) == 10 * MiB
+    assert growing_part_size(1001, 10 * MiB, MAX_PARTS, 256 * MiB) == 20 * MiB
+
+
+def test_growing_parts_never_pass_s3_limits() -> None:
+    assert growing_part_size(MAX_PARTS, 10 * MiB, MAX_PARTS, 100 * GiB) == MAX_PART_SIZE
+    assert largest_growing_object(10 * MiB, MAX_PARTS, 100 * GiB) == MAX_OBJECT_SIZE
+    assert growing_part_size(1, 1, 10, 1) == MIN_PART_SIZE  # a part is never below 5 MiB
