@@ -6,6 +6,7 @@ Every test checks the stored bytes by SHA-256 and that no incomplete multipart u
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -269,3 +270,25 @@ def test_sigterm_lets_upload_finish_within_grace(
     bucket.assert_stored(stored, 24 * MiB, sha)
     assert exit_code is not None, "the app did not exit after SIGTERM"
     assert log_lines(app, "Cancel") == []
+
+
+@pytest.mark.slow
+def test_a_chunked_multi_gib_upload_grows_its_parts(
+    bucket: Bucket, start_app: StartApp, start_nginx: StartNginx, run_curl: RunCurl, tmp_path: Path
+) -> None:
+    """`curl -F file=@FIFO` of 2 GiB written as it goes (chunked, no Content-Length) through
+    nginx, with at most 100 parts of 5 MiB: 410 equal parts would be refused; the growing
+    parts (10 each of 5, 10, 20, 40, 80 MiB, then 160 MiB) store it in 54."""
+    size = 2048 * MiB
+    app = start_app(bucket, part_size=PART, env={"S3_MAX_PARTS": "100"})
+    nginx = start_nginx([app.address])
+    fifo = tmp_path / "stream"
+    os.mkfifo(fifo)
+    curl = run_curl(f"{nginx.url}/uploads", fifo)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(write_generated, fifo, size).result(timeout=240)
+    result = curl.wait(timeout=240)
+    assert result.status == 201, result
+    stored = result.json()["files"][0]
+    assert (stored["strategy"], stored["parts"]) == ("multipart", 54)
+    bucket.assert_stored(stored, size, digest)
