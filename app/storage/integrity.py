@@ -40,9 +40,9 @@ def md5_of(view: memoryview) -> bytes:
     return hashlib.md5(view).digest()
 
 
-def crc32c_of(view: memoryview) -> bytes:
-    """The CRC32C of `view` as S3 has it: 4 big-endian bytes (base64 in the header)."""
-    return int(crc32c(view)).to_bytes(4, "big")
+def crc32c_of(data: bytes | memoryview) -> bytes:
+    """The CRC32C of `data` as S3 has it: 4 big-endian bytes (base64 in the header)."""
+    return int(crc32c(data)).to_bytes(4, "big")
 
 
 def b64(digest: bytes) -> str:
@@ -131,7 +131,7 @@ class UploadIntegrity:
         composite = response.get("ChecksumCRC32C")
         if self._checksum == "crc32c" and composite is not None:
             crcs = b"".join(base64.b64decode(self._parts[n]["ChecksumCRC32C"]) for n in numbers)
-            whole = b64(int(crc32c(crcs)).to_bytes(4, "big"))
+            whole = b64(crc32c_of(crcs))
             value, dash, parts = str(composite).partition("-")
             if value != whole or (dash and parts != str(count)):
                 raise IntegrityFailed(
