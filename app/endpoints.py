@@ -28,6 +28,7 @@ from app.body import body_chunks
 from app.errors import (
     BodyTooLarge,
     ClientGone,
+    IdleTimeout,
     MalformedMultipart,
     ServerBusy,
     ShuttingDown,
@@ -38,6 +39,7 @@ from app.errors import (
 )
 from app.forms.multipart import MultipartStream
 from app.forms.upload import FormResult, FormUpload
+from app.lingering import LingeringResponse, waits_for_continue
 from app.settings import Settings
 from app.storage import S3Client
 
@@ -109,6 +111,7 @@ async def _receive(
                 raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
             for event in form.feed(chunk):
                 await files.handle(event, offset)
+        outcome.body_ended = True
         for event in form.finish():
             await files.handle(event, outcome.received)
         result = await files.commit()
@@ -142,6 +145,7 @@ class Outcome:
         self.request = request
         self.started = time.monotonic()
         self.received = 0  # body bytes read
+        self.body_ended = False  # the whole body was read
 
     def stored(self, result: FormResult) -> Response:
         """Count and log a stored form, and answer with what was stored."""
@@ -204,13 +208,28 @@ class Outcome:
             },
         )
         headers = self._error_headers(exc)
+        answer: Response
         if page.prefers_html(self.request):
-            return page.error_page(exc.status_code, exc.code, exc.message, headers=headers)
-        return error_response(exc.status_code, exc.code, exc.message, headers=headers)
+            answer = page.error_page(exc.status_code, exc.code, exc.message, headers=headers)
+        else:
+            answer = error_response(exc.status_code, exc.code, exc.message, headers=headers)
+        return self._delivered(answer, exc)
+
+    def _delivered(self, answer: Response, exc: UploadError) -> Response:
+        """`answer`, sent so that it reaches a client still sending its body (app/lingering.py)."""
+        if self.body_ended or isinstance(exc, ClientGone | IdleTimeout):
+            return answer  # nothing more is coming
+        if self.received == 0 and waits_for_continue(self.request):
+            return answer  # no body is coming: the client waits to be asked for it
+        settings: Settings = self.request.app.state.settings
+        return LingeringResponse(
+            answer, seconds=settings.linger_seconds, max_bytes=settings.linger_bytes
+        )
 
     def _error_headers(self, exc: UploadError) -> dict[str, str]:
-        # The body may be unread: close the connection rather than drain gigabytes.
-        headers = {"Connection": "close"} if self.received == 0 or exc.status_code == 413 else {}
+        # With the body not all read, the connection is not reused: what is left of it is
+        # read and dropped for a bounded time only.
+        headers = {} if self.body_ended else {"Connection": "close"}
         if isinstance(exc, ShuttingDown | ServerBusy):
             headers = {"Connection": "close", "Retry-After": "5"}
         if isinstance(exc, Unauthorized):

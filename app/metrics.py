@@ -34,6 +34,10 @@ ABORTS = Counter(
     ["reason"],
 )
 BYTES_RECEIVED = Counter("upload_received_bytes", "Request body bytes read from clients.")
+BYTES_DISCARDED = Counter(
+    "upload_discarded_bytes",
+    "Request body bytes read and dropped after an early answer, so that the answer is delivered.",
+)
 BYTES_STORED = Counter("upload_stored_bytes", "File bytes stored in objects made visible.")
 OBJECTS_STORED = Counter(
     "upload_objects_stored", "Objects made visible, by strategy.", ["strategy"]

@@ -213,6 +213,21 @@ class Settings:
         at_least(0.0, "must be 0 (off) or more seconds"),
         doc="seconds a body may send nothing before the upload is aborted (408); `0` turns it off",
     )
+    linger_seconds: float = seconds(
+        "UPLOAD_LINGER_SECONDS",
+        5.0,
+        between(0.0, 60.0, "must be 0 to 60 seconds"),
+        doc="after an answer sent before the body was read (401, 413, 415...), seconds the "
+        "rest of the body may still be read and dropped, so that a proxy or client in the "
+        "middle of sending reads the answer instead of a reset ([Refusals](api.md#refusals))",
+    )
+    linger_bytes: int = size(
+        "UPLOAD_LINGER_BYTES",
+        64 * MiB,
+        at_least(0),
+        doc="the most body bytes read and dropped after such an answer; the connection is "
+        "closed then, even if more is coming",
+    )
     auth_tokens: tuple[str, ...] = names(
         "UPLOAD_AUTH_TOKENS",
         Rule(

@@ -125,3 +125,29 @@ class Nginx(Process):
     def body_temp_files(self) -> list[Path]:
         """Whatever nginx spooled to disk: must stay empty with proxy_request_buffering off."""
         return [p for p in self.body_temp.rglob("*") if p.is_file()]
+
+
+class PlainNginx(Nginx):
+    """nginx as a newcomer sets it up instead of the shipped config: one `location` with
+    `proxy_pass` and `proxy_request_buffering off`, every other directive left at its
+    default (HTTP/1.0 to the app, no auth_request, no error pages of its own)."""
+
+    def render(self) -> None:
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        prefix = self.prefix
+        temp_paths = " ".join(
+            f"{kind}_temp_path {prefix}/{kind}_temp;"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        upstreams = " ".join(f"server {address};" for address in self.upstreams)
+        self.conf.write_text(
+            f"{user}worker_processes 1;\npid {prefix}/nginx.pid;\n"
+            f"error_log {prefix}/error.log warn;\nevents {{ worker_connections 256; }}\n"
+            f"http {{\n  access_log {prefix}/access.log;\n  {temp_paths}\n"
+            f"  upstream app {{ {upstreams} }}\n"
+            f"  server {{\n    listen {self.address};\n"
+            f"    client_max_body_size {self.client_max_body_size};\n"
+            "    location / {\n      proxy_pass http://app;\n"
+            "      proxy_request_buffering off;\n    }\n  }\n}\n"
+        )

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from moto.server import ThreadedMotoServer
+from starlette.types import Message, Receive, Scope, Send
 
 from app.main import create_app
 from app.settings import Settings
@@ -110,16 +111,31 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
 
 
 class app_client:
-    """`async with app_client(settings) as http:` runs the app's lifespan around a client."""
+    """`async with app_client(settings) as http:` runs the app's lifespan around a client.
 
-    def __init__(self, settings: Settings) -> None:
+    `on_answer` is called when the app starts its response. httpx hands the response over
+    only once the app is done, and after an early refusal the app goes on reading the body
+    (app/lingering.py): what a request body has given by `on_answer` is what the app read
+    before it answered.
+    """
+
+    def __init__(self, settings: Settings, *, on_answer: Callable[[], None] | None = None) -> None:
         self.app = create_app(settings)
+        self._on_answer = on_answer
         self._lifespan = self.app.router.lifespan_context(self.app)
         self._http: httpx.AsyncClient | None = None
 
+    async def _watched(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def watched_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and self._on_answer is not None:
+                self._on_answer()
+            await send(message)
+
+        await self.app(scope, receive, watched_send)
+
     async def __aenter__(self) -> httpx.AsyncClient:
         await self._lifespan.__aenter__()
-        transport = httpx.ASGITransport(app=self.app)
+        transport = httpx.ASGITransport(app=self._watched)
         self._http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
         return self._http
 

@@ -60,9 +60,10 @@ class Receiver:
             chunk = self.body[self.sent : min(self.sent + 65536, self.stop_at)]
             self.sent += len(chunk)
             return {"type": "http.request", "body": chunk, "more_body": True}
-        # Record what storage holds right now: proof that the abort had work to do.
-        self.uploads_seen_before_end = await asyncio.to_thread(self.bucket.incomplete_uploads)
-        self.reached_end.set()
+        if not self.reached_end.is_set():
+            # Record what storage holds right now: proof that the abort had work to do.
+            self.uploads_seen_before_end = await asyncio.to_thread(self.bucket.incomplete_uploads)
+            self.reached_end.set()
         if self.then == "disconnect":
             return {"type": "http.disconnect"}
         await asyncio.Event().wait()  # a client that stalls forever
