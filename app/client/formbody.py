@@ -22,14 +22,15 @@ class FileSizeChanged(ValueError):
 
 
 def quote(value: str) -> str:
-    """`value` as a quoted Content-Disposition parameter (`name="..."`, `filename="..."`).
+    """`value` as a quoted Content-Disposition parameter (`name="..."`, `filename="..."`),
+    written as browsers write it (the HTML standard's multipart/form-data encoding).
 
-    `"` and `\\` are escaped with a backslash, as curl does (streaming-form-data unescapes
-    them); CR and LF are dropped, since they would end the header line and let a filename
-    inject headers. Other characters go as UTF-8, as browsers send them.
+    Only `"`, CR and LF are percent-encoded (`%22`, `%0D`, `%0A`): they would end the value
+    or the header line. Everything else, `\\` and `%` included, goes as its UTF-8 bytes, so
+    the service reads back the name as it was (docs/api.md, "Filenames").
     """
-    cleaned = value.replace("\r", "").replace("\n", "")
-    return '"' + cleaned.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    encoded = value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    return f'"{encoded}"'
 
 
 @dataclasses.dataclass(frozen=True)

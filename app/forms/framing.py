@@ -12,6 +12,10 @@ parser against: the grammar the parser follows on the bodies it accepts.
 - A body runs from there to the next `CRLF --B CRLF` (the next part's delimiter) or
   `CRLF --B--` (the close delimiter: the body is over; what follows is the epilogue).
 
+Each complete header section is kept (`sections`, in order): streaming-form-data reads part
+headers through the email package, which loses bytes of names as browsers send them, so
+MultipartStream reads them again from these raw bytes (app/forms/partheaders.py).
+
 Header sections and the opening are bounded (`max_header_bytes`): a line that never ends
 would otherwise be buffered by the parser without limit. And since the parser mistakes such
 bytes (app/forms/multipart.py), the last `CRLF --B-` of each chunk's body, when it does not
@@ -20,6 +24,7 @@ close the body, is reported too.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 
@@ -60,6 +65,15 @@ class HeadersTooLong:
 Mark = Delimiter | NearClose | HeadersTooLong
 
 
+@dataclasses.dataclass(frozen=True)
+class HeaderSection:
+    """A part's header lines, `raw` (without the blank line after them), whose blank line
+    ends at stream offset `end`: the part's body starts there."""
+
+    end: int
+    raw: bytes
+
+
 class Framing:
     """Reads a body chunk by chunk and reports, as stream offsets, where its marks end."""
 
@@ -72,6 +86,9 @@ class Framing:
         # Scanned bytes that may begin a delimiter or a blank line. At the start: the line
         # break the first boundary line is read after (it has no stream offset).
         self._carry = b"\r\n"
+        #: Complete header sections not yet taken by the reader, oldest first.
+        self.sections: collections.deque[HeaderSection] = collections.deque()
+        self._section = bytearray()  # the header section being read, from its first byte
 
     def scan(self, chunk: bytes) -> list[Mark]:
         """The marks that end in `chunk`, in order; nothing after a close or an overflow."""
@@ -93,6 +110,7 @@ class Framing:
                     break
                 pos = found + len(_BLANK_LINE)
                 if self._within_limit(base + pos, marks):
+                    self._keep_section(window, base, base + found, base + pos)
                     self._enter(Region.BODY, base + pos)
                 continue
             if prefixes.next(pos) < 0:
@@ -118,7 +136,10 @@ class Framing:
             if prefixes.next(pos) >= 0:
                 self._near_close(window, pos, base, marks)
         elif self.region is not Region.DONE:
-            self._within_limit(self.offset, marks)
+            within = self._within_limit(self.offset, marks)
+            if within and self.region is Region.HEADERS:  # keep what it has so far
+                read = self._region_start + len(self._section)
+                self._section += window.slice(read - base, len(window))
         self._carry = window.tail(pos, len(self._prefix) + 1)  # a delimiter but its last byte
         return marks
 
@@ -130,9 +151,20 @@ class Framing:
         if found >= 0 and end < len(window):
             marks.append(NearClose(base + end))
 
+    def _keep_section(self, window: _Joined, base: int, lines_end: int, end: int) -> None:
+        """Keep the header section that ends with its last line at `lines_end`, its blank
+        line at `end`: the bytes kept from earlier chunks, then this one's."""
+        read = self._region_start + len(self._section)
+        if lines_end <= read:
+            raw = bytes(self._section[: lines_end - self._region_start])
+        else:
+            raw = bytes(self._section) + window.slice(read - base, lines_end - base)
+        self.sections.append(HeaderSection(end, raw))
+
     def _enter(self, region: Region, at: int) -> None:
         self.region = region
         self._region_start = at
+        self._section.clear()
 
     def _within_limit(self, at: int, marks: list[Mark]) -> bool:
         """Whether the opening or header section read up to `at` is within the limit; if not,
@@ -173,6 +205,13 @@ class _Joined:
 
     def __len__(self) -> int:
         return self._length
+
+    def slice(self, start: int, end: int) -> bytes:
+        """The bytes from `start` to `end` (a short run: a header section at most)."""
+        n = len(self._head)
+        if start >= n:
+            return self._chunk[start - n : end - n]
+        return (self._head + self._chunk[: max(end - n, 0)])[start:end]
 
     def tail(self, start: int, size: int) -> bytes:
         """The bytes from `start`, or only the last `size` of them."""

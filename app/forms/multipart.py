@@ -8,9 +8,13 @@ run inside the parser and backpressure comes from the loop not reading the next 
 What the parser does that this glue relies on or works around (each pinned in
 tests/unit/forms/test_streaming_form_data.py):
 - one target registered with a `matches` callable that accepts every name receives every part;
-  `matches` is called with the part's real field name just before the part starts;
-- a part's Content-Type arrives after `on_start` (the part starts at Content-Disposition), and
-  the target's previous value is not cleared between parts;
+  it starts a part at its Content-Disposition line, before the rest of its headers;
+- it reads each header line with the email package, whose quoted strings are RFC 5322's: a
+  backslash escapes the next character (a browser's `photo\\x.txt` arrives as `photox.txt`) and
+  `%22` stays as sent; a Content-Type line before Content-Disposition is dropped. So names,
+  filenames and the Content-Type come from the raw header section instead, which Framing keeps
+  (app/forms/partheaders.py reads it as browsers write it), and a part's `PartStart` is passed
+  on only once its whole header section has been read;
 - a part without Content-Disposition or without a name is skipped silently (no callbacks);
 - non-UTF-8 header bytes raise UnicodeDecodeError, not ParseFailedException;
 - it never says where the body ends, nor that it ended: a body that simply stops raises
@@ -44,11 +48,13 @@ from streaming_form_data.targets import BaseTarget
 
 from app.errors import MalformedMultipart, PartHeadersTooLarge, UnsupportedMediaType
 from app.forms.framing import Delimiter, Framing, HeadersTooLong, Mark
+from app.forms.partheaders import read_part_headers
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PartStart:
-    """A part begins. `content_type` may be filled in after this event, as headers are read."""
+    """A part begins, as its whole header section says: `filename` is None for a text field;
+    `content_type` is the lowercased media type, None without a Content-Type header."""
 
     field: str
     filename: str | None
@@ -70,23 +76,14 @@ class _RecordingTarget(BaseTarget):  # type: ignore[misc]
         super().__init__()
         self.events: list[Event] = []
         self._name = ""
-        self._filename: str | None = None
-        self._part: PartStart | None = None
 
     def matches(self, registered: str, name: str) -> bool:
         self._name = name
         return True
 
-    def set_multipart_filename(self, filename: str | None) -> None:
-        self._filename = filename
-
-    def set_multipart_content_type(self, content_type: str | None) -> None:
-        if self._part is not None:
-            self._part.content_type = content_type
-
     def on_start(self) -> None:
-        self._part = PartStart(self._name, self._filename)
-        self.events.append(self._part)
+        # The parser's reading of the name; MultipartStream replaces it from the raw headers.
+        self.events.append(PartStart(self._name, None))
 
     def on_data_received(self, chunk: bytes) -> None:
         if chunk:
@@ -94,7 +91,6 @@ class _RecordingTarget(BaseTarget):  # type: ignore[misc]
 
     def on_finish(self) -> None:
         self.events.append(PartEnd())
-        self._part = None
 
 
 def _boundary(headers: Mapping[str, str]) -> bytes:
@@ -128,6 +124,7 @@ class MultipartStream:
         self._pending = b""  # a chunk too small to hand to the parser yet (see above)
         self._part_open = False
         self._part_bytes = 0  # bytes of the open part so far
+        self._started: PartStart | None = None  # its header section not all read yet
 
     @property
     def ended(self) -> bool:
@@ -163,7 +160,7 @@ class MultipartStream:
         for piece, mark in self._pieces(chunk):
             new = self._parse(piece)
             self._follow(new, mark)
-            events += new
+            events += self._with_headers(new, mark.end if mark else self._framing.offset)
             if isinstance(mark, HeadersTooLong):
                 raise PartHeadersTooLarge("a part's header section (or boundary line) is too long")
             if isinstance(mark, Delimiter) and mark.closing:
@@ -196,6 +193,37 @@ class MultipartStream:
             raise MalformedMultipart(f"malformed multipart part header: {exc}") from None
         new = self._target.events
         self._target.events = []
+        return new
+
+    def _with_headers(self, new: list[Event], piece_end: int) -> list[Event]:
+        """`new` with its PartStart made from the part's raw header section, or held back
+        (with nothing after it) until the section has been read to its end.
+
+        A piece holds at most one header section's end (pieces end at delimiters), and the
+        parser starts a part inside that section, never after it.
+        """
+        sections = []
+        while self._framing.sections and self._framing.sections[0].end <= piece_end:
+            sections.append(self._framing.sections.popleft())
+        if self._started is not None:
+            new.insert(0, self._started)
+            self._started = None
+        starts = [index for index, event in enumerate(new) if isinstance(event, PartStart)]
+        if len(sections) > 1 or len(starts) > 1:
+            raise _misread()
+        if not starts:
+            return new  # no part, or one the parser skips (no Content-Disposition name)
+        start = new[starts[0]]
+        assert isinstance(start, PartStart)
+        if not sections:
+            if starts[0] != len(new) - 1:
+                raise _misread()
+            self._started = start
+            return new[:-1]
+        headers = read_part_headers(sections[0].raw)
+        if headers.name is None:
+            raise MalformedMultipart("a part's Content-Disposition name cannot be read")
+        new[starts[0]] = PartStart(headers.name, headers.filename, headers.content_type)
         return new
 
     def _follow(self, new: list[Event], mark: Mark | None) -> None:
