@@ -6,7 +6,15 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from app.forms.framing import Delimiter, Framing, HeadersTooLong, Mark, NearClose, Region
+from app.forms.framing import (
+    Delimiter,
+    Framing,
+    HeaderSection,
+    HeadersTooLong,
+    Mark,
+    NearClose,
+    Region,
+)
 from tests.unit.forms import bodies
 
 PARTS: list[bodies.Part] = [
@@ -211,3 +219,35 @@ def test_only_the_last_near_close_of_a_chunk_is_marked() -> None:
 def test_a_near_close_outside_a_body_is_not_marked() -> None:
     head = bodies.BOUNDARY_LINE + bodies.FORM_DATA + b"X: 1\r\n--" + bodies.B + b"-x\r\n"
     assert scan_all([head]) == [Delimiter(len(bodies.BOUNDARY_LINE), None, closing=False)]
+
+
+def test_header_sections_are_kept_whole_at_every_split() -> None:
+    """Each part's raw header lines, as MultipartStream reads names from them, wherever TCP
+    splits the body (also inside the blank line that ends a section)."""
+    parts: list[bodies.Part] = [
+        bodies.FilePart("f", 'my "best" photo\\x.txt', b"\r\n\r\nbody\r\n", "text/plain"),
+        bodies.FieldPart("note", "v"),
+        bodies.FilePart("g", "😀.bin", b""),
+    ]
+    body = bodies.multipart_body(parts)
+    heads = [bodies.part_head(part) for part in parts]
+    expected = [
+        HeaderSection(body.index(head) + len(head), head[len(bodies.BOUNDARY_LINE) : -4])
+        for head in heads
+    ]
+    for size in (1, 2, 3, 5, 64, len(body)):
+        for offset in range(min(size, 7)):
+            framing = Framing(bodies.B, max_header_bytes=1 * bodies.KiB)
+            for chunk in [body[:offset], *bodies.pieces(body[offset:], size)]:
+                if chunk:
+                    framing.scan(chunk)
+            assert list(framing.sections) == expected, f"pieces of {size} after {offset}"
+
+
+def test_a_section_over_the_limit_is_not_kept() -> None:
+    body = bodies.multipart_body([bodies.FilePart("f", "x" * 2000, b"data")])
+    framing = Framing(bodies.B, max_header_bytes=1 * bodies.KiB)
+    for chunk in bodies.pieces(body, 100):
+        framing.scan(chunk)
+    assert framing.region is Region.DONE
+    assert not framing.sections

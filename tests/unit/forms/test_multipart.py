@@ -559,3 +559,71 @@ def test_a_form_with_no_parts_ends_without_events(lead: bytes) -> None:
         events = feed_all(stream, pieces(lead + CLOSING + b"\r\nepilogue", size))
         events += stream.finish()
         assert events == [] and stream.ended
+
+
+def raw_part(headers: bytes, data: bytes) -> bytes:
+    """One part, its header lines exactly `headers` (CRLF-separated, no final CRLF)."""
+    return BOUNDARY_LINE + headers + b"\r\n\r\n" + data + b"\r\n"
+
+
+NAMED_PARTS = raw_part(
+    b'Content-Type: Image/PNG\r\nContent-Disposition: form-data; name="a%22b\\c"; '
+    + 'filename="my %22best%22 photo\\x 😀.png"'.encode(),
+    b"\x89PNG\r\n--",
+) + raw_part(
+    b'Content-Disposition: form-data; name="plain"; filename="a\\\\b"\r\nContent-Type: text/csv',
+    b"x,y",
+)
+NAMED_BODY = NAMED_PARTS + CLOSING + b"\r\n"
+NAMED_EXPECTED: list[Collected] = [
+    ('a"b\\c', 'my "best" photo\\x 😀.png', "image/png", b"\x89PNG\r\n--"),
+    ("plain", "a\\\\b", "text/csv", b"x,y"),
+]
+
+
+def test_names_and_content_types_from_raw_headers_at_every_split() -> None:
+    """Names as browsers send them, and a Content-Type before or after Content-Disposition,
+    whatever the split: a part is passed on only with its whole header section read."""
+    for at in range(len(NAMED_BODY) + 1):
+        stream = new_stream()
+        events = feed_all(stream, [NAMED_BODY[:at], NAMED_BODY[at:]])
+        events += stream.finish()
+        assert collect(events) == NAMED_EXPECTED, f"split at {at}"
+
+
+def test_names_from_raw_headers_byte_by_byte() -> None:
+    stream = new_stream()
+    events = feed_all(stream, pieces(NAMED_BODY, 1))
+    assert collect(events + stream.finish()) == NAMED_EXPECTED
+
+
+def test_a_part_starts_only_once_its_header_section_is_read() -> None:
+    stream = new_stream()
+    # The parser starts the part at its Content-Disposition line's end; the blank line is next.
+    cut = NAMED_BODY.index(b"\r\n\r\n") + 2
+    assert stream.feed(NAMED_BODY[:cut]) == []
+    events = stream.feed(NAMED_BODY[cut:])
+    assert events[0] == PartStart(*NAMED_EXPECTED[0][:3])
+
+
+@pytest.mark.parametrize(
+    "skipped",
+    [b"Content-Type: text/plain", b'Content-Disposition: form-data; filename="x"'],
+    ids=["no-disposition", "no-name"],
+)
+def test_a_part_the_parser_skips_does_not_lend_its_headers(skipped: bytes) -> None:
+    body = raw_part(skipped, b"dropped") + NAMED_BODY
+    for at in range(0, len(body) + 1, 3):
+        stream = new_stream()
+        events = feed_all(stream, [body[:at], body[at:]])
+        assert collect(events + stream.finish()) == NAMED_EXPECTED, f"split at {at}"
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [b'form-data; name="f"; filename="unclosed', b'form-data; name="f"x'],
+)
+def test_a_disposition_that_cannot_be_read_is_refused(disposition: bytes) -> None:
+    body = raw_part(b"Content-Disposition: " + disposition, b"data") + CLOSING + b"\r\n"
+    with pytest.raises(MalformedMultipart, match="unclosed quote"):
+        new_stream().feed(body)

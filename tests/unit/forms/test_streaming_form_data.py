@@ -421,3 +421,24 @@ def test_pin_unending_header_line_is_buffered_without_limit() -> None:
         "streaming-form-data now reacts to an endless part header line: "
         "Framing's bound on header sections may be redundant"
     )
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        (b'name="f"; filename="my %22best%22 photo\\x.txt"', ("f", "my %22best%22 photox.txt")),
+        (b'name="a\\b"; filename="dir\\\\x"', ("ab", "dir\\x")),
+    ],
+    ids=["browser-filename", "backslashes"],
+)
+def test_pin_names_are_read_as_rfc_5322_quoted_strings(sent: bytes, read: tuple[str, str]) -> None:
+    """Browsers' `\\` is dropped (it escapes the next character) and their `%22` kept."""
+    body = bodies.BOUNDARY_LINE + b"Content-Disposition: form-data; " + sent
+    parser, target = raw_parser()
+
+    parser.data_received(body + b"\r\n\r\nx\r\n" + bodies.CLOSING + b"\r\n")
+
+    assert (target.calls[0][2], target.multipart_filename) == read, (
+        "streaming-form-data now reads names differently: MultipartStream may no longer need "
+        "to read them from the raw header section (app/forms/partheaders.py)"
+    )
