@@ -9,8 +9,10 @@ CI=true, where .ci/run installs them.
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,3 +128,47 @@ def start_nginx(nginx_bin: str, tmp_path: Path) -> Iterator[StartNginx]:
     yield start
     for server in started:
         server.stop()
+
+
+class Capture:
+    """A loopback HTTP server that keeps the bodies POSTed to it (and serves an empty page on
+    GET, for a browser to post from): what a client writes, byte for byte."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        bodies = self.bodies
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._answer(b"<!doctype html><title>capture</title>")
+
+            def do_POST(self) -> None:
+                bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self._answer(b"")
+
+            def _answer(self, page: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, format: str, *args: object) -> None:
+                del format, args
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def capture() -> Iterator[Capture]:
+    server = Capture()
+    yield server
+    server.stop()

@@ -9,17 +9,22 @@ Set UPLOAD_PAGE_SCREENSHOT=docs/upload-page.png to refresh the README's screensh
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import unquote
 
 import pytest
 
+from app.client.formbody import quote
+from app.forms.keys import ORIGINAL_NAME_KEY
 from harness.forms import write_generated
 from harness.processes import wait_until
 from harness.store import Bucket, MiB
+from tests.e2e.conftest import Capture
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -299,3 +304,95 @@ def test_form_without_javascript_gets_an_html_answer(
 
     page.click("text=Back to the upload page")
     assert page.title() == "Upload files"
+
+
+#: Names for File objects, as a user's files may be named; the field names too.
+FETCHED_FILES = [
+    ("file", 'my "best" photo\\x.txt', "text/plain"),
+    ("file", "back\\\\slash\\", "application/octet-stream"),
+    ("file", "line\r\nbreak\rcr\nlf.txt", "text/plain"),
+    ("file", "ünïcödé €.txt", "text/plain"),
+    ("file", "😀 🎉 👩\u200d💻.png", "image/png"),
+    ('fi"eld\\x', "semi;colon, comma=x.txt", "text/plain"),
+]
+
+
+#: fetch + FormData in the page: FETCHED_FILES-like [field, name, type] triples as File objects
+#: of 3000 bytes each (fetched_bytes), posted to the URL; the answer's status and JSON.
+POST_FORMDATA = """async ([url, files]) => {
+    const form = new FormData();
+    files.forEach(([field, name, type], index) => {
+        const bytes = new Uint8Array(3000).map((_, i) => (i * 31 + index) & 255);
+        form.append(field, new File([bytes], name, { type }));
+    });
+    const response = await fetch(url, { method: "POST", body: form });
+    const text = await response.text();
+    return { status: response.status, answer: text ? JSON.parse(text) : null };
+}"""
+
+
+def fetched_bytes(index: int, size: int = 3000) -> bytes:
+    """What the page puts in FETCHED_FILES[index] (the same formula in JavaScript)."""
+    return bytes((i * 31 + index) & 255 for i in range(size))
+
+
+def test_fetch_formdata_filenames_are_answered_and_stored_as_named(
+    bucket: Bucket, start_app: Callable[..., Any], new_page: Callable[..., Page]
+) -> None:
+    """fetch + FormData with files named with quotes, backslashes, CR/LF, Unicode and emoji:
+    Chromium writes the names as the HTML standard says, as the project's encoder does, and
+    the JSON answer and each object's metadata carry them as the page named them."""
+    app = start_app(bucket, part_size=5 * MiB)
+    page = new_page()
+    page.goto(f"http://{app.address}/")
+    sent: list[bytes] = []
+    page.on(
+        "request",
+        lambda request: (
+            sent.append(request.post_data_buffer or b"")
+            if request.url.endswith("/uploads")
+            else None
+        ),
+    )
+    result = page.evaluate(
+        """async (files) => {
+            const form = new FormData();
+            files.forEach(([field, name, type], index) => {
+                const bytes = new Uint8Array(3000).map((_, i) => (i * 31 + index) & 255);
+                form.append(field, new File([bytes], name, { type }));
+            });
+            const response = await fetch("/uploads", { method: "POST", body: form });
+            return { status: response.status, answer: await response.json() };
+        }""",
+        FETCHED_FILES,
+    )
+    assert result["status"] == 201, result
+    stored_files = result["answer"]["files"]
+    assert [(f["field"], f["filename"]) for f in stored_files] == [
+        (field, name) for field, name, _ in FETCHED_FILES
+    ]
+    for index, (stored, (_, name, media_type)) in enumerate(
+        zip(stored_files, FETCHED_FILES, strict=True)
+    ):
+        data = fetched_bytes(index)
+        assert stored["content_type"] == media_type
+        assert stored["sha256"] == hashlib.sha256(data).hexdigest() == bucket.sha256(stored["key"])
+        metadata = {k.lower(): v for k, v in bucket.head(stored["key"])["Metadata"].items()}
+        assert unquote(metadata[ORIGINAL_NAME_KEY]) == name
+    assert bucket.incomplete_uploads() == []
+
+
+def test_chromium_writes_names_as_the_project_s_encoder_does(
+    new_page: Callable[..., Page], capture: Capture
+) -> None:
+    """The same FormData posted to a server that keeps the bytes: Chromium's part headers
+    are what app/client/formbody.py writes for the same names (and what the corpus of
+    tests/unit/forms/test_differential.py is made of)."""
+    page = new_page()
+    page.goto(capture.url)
+    assert page.evaluate(POST_FORMDATA, [capture.url, FETCHED_FILES])["status"] == 200
+    assert len(capture.bodies) == 1
+    for field, name, media_type in FETCHED_FILES:
+        line = f"Content-Disposition: form-data; name={quote(field)}; filename={quote(name)}\r\n"
+        expected = (line + f"Content-Type: {media_type}\r\n\r\n").encode()
+        assert expected in capture.bodies[0], capture.bodies[0]

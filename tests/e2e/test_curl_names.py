@@ -10,11 +10,8 @@ the old way (backslash escapes), which the service reads as docs/api.md ("Filena
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -22,7 +19,7 @@ import pytest
 
 from app.forms.keys import ORIGINAL_NAME_KEY
 from harness.store import Bucket, MiB
-from tests.e2e.conftest import StartApp
+from tests.e2e.conftest import Capture, StartApp
 from tests.unit.forms.test_differential import disposition, typed
 
 #: (name given to curl, the name the service reads) for curl >= 7.81's own encoding.
@@ -111,37 +108,6 @@ def test_curl_form_escape_names_are_read_as_documented(
         assert_stored_as(bucket, stored, read, data)
 
 
-class _Capture(http.server.BaseHTTPRequestHandler):
-    """Answers 200 to a POST and keeps its body."""
-
-    bodies: list[bytes]
-
-    def do_POST(self) -> None:
-        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        del format, args
-
-
-@pytest.fixture
-def capture() -> Iterator[tuple[str, list[bytes]]]:
-    """A loopback HTTP server that keeps the bodies posted to it: its URL and the bodies."""
-    bodies: list[bytes] = []
-    handler = type("Capture", (_Capture,), {"bodies": bodies})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", bodies
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 @pytest.mark.parametrize(
     ("options", "field", "filename", "written"),
     [
@@ -161,7 +127,7 @@ def capture() -> Iterator[tuple[str, list[bytes]]]:
     ids=["curl", "form-escape"],
 )
 def test_curl_writes_the_header_lines_of_the_differential_corpus(
-    capture: tuple[str, list[bytes]],
+    capture: Capture,
     curl_bin: str,
     tmp_path: Path,
     options: tuple[str, ...],
@@ -169,9 +135,8 @@ def test_curl_writes_the_header_lines_of_the_differential_corpus(
     filename: str,
     written: tuple[str, str],
 ) -> None:
-    url, bodies = capture
     path = tmp_path / "a.txt"
     path.write_bytes(b"a")
-    curl(curl_bin, url, *options, "-F", form_arg(field, path, filename))
+    curl(curl_bin, capture.url, *options, "-F", form_arg(field, path, filename))
     expected = (disposition(*written) + typed("text/plain") + "\r\na\r\n").encode()
-    assert expected in bodies[0], bodies[0]
+    assert expected in capture.bodies[0], capture.bodies[0]
