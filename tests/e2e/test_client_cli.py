@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 from app.client.generated import generated_chunks
 from app.client.loadtest import LoadPlan
+from app.forms.keys import ORIGINAL_NAME_KEY
 from harness.forms import write_generated
 from harness.processes import ROOT
 from harness.servers import run_app_command, service_environment
@@ -54,6 +56,26 @@ def test_upload_sends_files_and_fields_in_one_request(
     assert stored_small["sha256"] == small_sha == bucket.sha256(stored_small["key"])
     assert bucket.incomplete_uploads() == []
     assert "sent 12.0 MiB" in result.stderr  # stderr is a pipe: the final line only
+
+
+def test_upload_sends_names_as_browsers_do_and_they_come_back(
+    bucket: Bucket, start_app: StartApp, tmp_path: Path
+) -> None:
+    """Files named with quotes, a backslash, a line break and emoji: the encoder writes them
+    as browsers do, and the service answers and keeps the names as the files had them."""
+    app = start_app(bucket, part_size=PART)
+    names = ['my "best" photo\\x.txt', "line\nbreak 😀.txt"]
+    paths = [tmp_path / name for name in names]
+    for index, path in enumerate(paths):
+        path.write_bytes(b"contents %d\r\n--" % index)
+    result = cli("upload", *map(str, paths), "--url", app.url)
+    assert result.returncode == 0, result.stderr
+    for stored, path in zip(json.loads(result.stdout)["files"], paths, strict=True):
+        assert stored["filename"] == path.name
+        metadata = {k.lower(): v for k, v in bucket.head(stored["key"])["Metadata"].items()}
+        assert unquote(metadata[ORIGINAL_NAME_KEY]) == path.name
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert stored["sha256"] == digest == bucket.sha256(stored["key"])
 
 
 def test_upload_from_stdin_is_sent_chunked(bucket: Bucket, start_app: StartApp) -> None:
