@@ -91,7 +91,11 @@ def disposition_params(value: str) -> dict[str, str]:
     while pos < len(rest):
         key_end = rest.find("=", pos)
         if key_end < 0:
-            break  # a parameter without a value (or trailing `;`): nothing to read
+            break  # a parameter without a value (or a trailing `;`): nothing more to read
+        next_semicolon = rest.find(";", pos)
+        if 0 <= next_semicolon < key_end:
+            pos = next_semicolon + 1  # a parameter without a value: skipped
+            continue
         key = rest[pos:key_end].strip().lower()
         start = key_end + 1
         while start < len(rest) and rest[start] in " \t":

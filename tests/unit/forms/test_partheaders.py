@@ -79,6 +79,7 @@ DISPOSITIONS = {
     "empty-filename": ('form-data; name="f"; filename=""', ("f", "")),
     "no-name": ('form-data; filename="x"', (None, "x")),
     "repeated-last-wins": ('form-data; name="a"; name="b"', ("b", None)),
+    "parameter-without-value": ('form-data; flag; name="f";; filename="x";', ("f", "x")),
     "filename-star": (
         "form-data; name=\"f\"; filename*=UTF-8''na%C3%AFve%20%22x%22.txt",
         ("f", 'naïve "x".txt'),
