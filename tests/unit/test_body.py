@@ -17,46 +17,9 @@ from starlette.requests import ClientDisconnect
 
 from app.body import body_chunks
 from app.errors import IdleTimeout
+from tests.unit.asgi import Clock, body, messages
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    """The running loop's clock, moved only by `silence`."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.now = 1000.0
-        monkeypatch.setattr(asyncio.get_running_loop(), "time", lambda: self.now)
-
-    async def silence(self, seconds: float) -> None:
-        """`seconds` pass; the loop then runs what fell due (the idle timer among them)."""
-        self.now += seconds
-        for _ in range(3):
-            await asyncio.sleep(0)
-
-
-@pytest.fixture
-async def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    return Clock(monkeypatch)
-
-
-def messages(clock: Clock, *items: dict[str, Any] | float) -> Callable[[], Awaitable[Any]]:
-    """An ASGI receive that answers `items` in order; a number is a silence of that many
-    seconds before the next message."""
-    queue = list(items)
-
-    async def receive() -> dict[str, Any]:
-        item = queue.pop(0)
-        while not isinstance(item, dict):
-            await clock.silence(item)
-            item = queue.pop(0)
-        return item
-
-    return receive
-
-
-def body(data: bytes, more: bool = True) -> dict[str, Any]:
-    return {"type": "http.request", "body": data, "more_body": more}
 
 
 async def collect(receive: Callable[[], Awaitable[dict[str, Any]]], idle: float) -> list[bytes]:
