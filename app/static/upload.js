@@ -40,9 +40,9 @@ function authorization(token) {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-// The service refuses a bad token before reading any of the body and closes the connection,
-// so mid-upload the browser would report only a network error. Asking /auth first (no body)
-// gets the real answer, and no gigabytes are sent for nothing.
+// Asking /auth first (no body) refuses a bad token before any byte of the file is sent. The
+// POST's own refusals are shown too: the service answers, then reads and drops what the
+// browser is still sending for a while, so the answer arrives rather than a reset.
 async function tokenRefusal(token) {
   const response = await fetch("/auth", { headers: authorization(token), cache: "no-store" });
   if (response.status !== 401) return null;

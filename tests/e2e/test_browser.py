@@ -22,6 +22,7 @@ import pytest
 from app.client.formbody import quote
 from app.forms.keys import ORIGINAL_NAME_KEY
 from harness.forms import write_generated
+from harness.nginx import PlainNginx
 from harness.processes import wait_until
 from harness.store import Bucket, MiB
 from tests.e2e.conftest import Capture
@@ -396,3 +397,48 @@ def test_chromium_writes_names_as_the_project_s_encoder_does(
         line = f"Content-Disposition: form-data; name={quote(field)}; filename={quote(name)}\r\n"
         expected = (line + f"Content-Type: {media_type}\r\n\r\n").encode()
         assert expected in capture.bodies[0], capture.bodies[0]
+
+
+@pytest.mark.parametrize("route", ["direct", "plain nginx"])
+def test_refusals_sent_while_the_file_goes_up_are_shown(
+    bucket: Bucket,
+    start_app: Callable[..., Any],
+    request: pytest.FixtureRequest,
+    new_page: Callable[..., Page],
+    tmp_path: Path,
+    route: str,
+) -> None:
+    """The page shows the service's answer, not a network error, when the service refuses
+    while Chromium is still sending the file: from Content-Length (too large), and a token
+    refused by the POST itself. UPLOAD_LINGER_BYTES is far below the file's size, so the
+    service closes the connection while Chromium is still sending."""
+    app = start_app(
+        bucket,
+        part_size=5 * MiB,
+        env={
+            "UPLOAD_AUTH_TOKENS": TOKEN,
+            "UPLOAD_MAX_BYTES": str(1 * MiB),
+            "UPLOAD_LINGER_BYTES": str(4 * MiB),
+        },
+    )
+    url = app.url
+    if route == "plain nginx":
+        url = request.getfixturevalue("start_nginx")([app.address], server_class=PlainNginx).url
+    path = tmp_path / "big.bin"
+    write_generated(path, 64 * MiB)
+    page = new_page()
+    page.goto(f"{url}/")
+
+    page.fill("#token", TOKEN)
+    page.set_input_files("#file", str(path))
+    state, status = wait_finished(start_upload(page))
+    assert (state, status.split(":")[0]) == ("failed", "body_too_large"), status
+
+    # The page asks GET /auth before it sends a file; here /auth is made to say yes (a
+    # token revoked between that check and the upload), so that the POST itself refuses.
+    page.route("**/auth", lambda route: route.fulfill(status=204))
+    page.fill("#token", "revoked-token-0123456789abcdef")
+    page.set_input_files("#file", str(path))
+    state, status = wait_finished(start_upload(page))
+    assert (state, status) == ("failed", "unauthorized: the bearer token is not valid")
+    bucket.assert_clean()
