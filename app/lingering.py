@@ -17,10 +17,11 @@ completed, with `Connection: close`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import metrics
 
@@ -78,3 +79,51 @@ def waits_for_continue(request: Request) -> bool:
     """The client sent `Expect: 100-continue`: it sends no body until asked, so a refusal
     before the body needs no drain (and asking for the body would be wrong)."""
     return request.headers.get("expect", "").lower() == "100-continue"
+
+
+class OpenRequests:
+    """How many HTTP requests have answers not yet complete, a lingering answer counting
+    until its drain ends; counted by `CountOpenRequests`.
+
+    uvicorn cancels the requests still running when its graceful-shutdown time is up; each
+    then answers 503 and drains. Shutdown waits for them (`settled`): a process that ended at
+    once would reset those connections, and the answers with them.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._none_open = asyncio.Event()
+        self._none_open.set()
+
+    def opened(self) -> None:
+        self.count += 1
+        self._none_open.clear()
+
+    def closed(self) -> None:
+        self.count -= 1
+        if not self.count:
+            self._none_open.set()
+
+    async def settled(self, seconds: float) -> None:
+        """Return once no request is open, or after `seconds`."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._none_open.wait()
+
+
+class CountOpenRequests:
+    """ASGI middleware: keeps `requests.count` of the HTTP requests being handled."""
+
+    def __init__(self, app: ASGIApp, requests: OpenRequests) -> None:
+        self.app = app
+        self.requests = requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.requests.opened()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.requests.closed()

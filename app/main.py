@@ -16,16 +16,21 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from app import endpoints, metrics, page
 from app.errors import http_exception_handler, unexpected_error_handler
+from app.lingering import CountOpenRequests, OpenRequests
 from app.logs import configure_logging
 from app.settings import Settings
 from app.storage.memory import pin_malloc_thresholds
 from app.storage.session import open_storage
 
 logger = logging.getLogger("app")
+
+#: Seconds a request cut off at shutdown may take to abort its uploads before it answers.
+ABORT_GRACE = 30.0
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -47,7 +52,11 @@ def create_app(settings: Settings) -> Starlette:
                 settings.multipart_threshold,
             )
             yield
+            # Requests cut off by the end of uvicorn's graceful-shutdown time are aborting
+            # their uploads and answering 503: let them finish (app/lingering.py).
+            await requests.settled(settings.linger_seconds + ABORT_GRACE)
 
+    requests = OpenRequests()
     app = Starlette(
         routes=[
             Route("/uploads", endpoints.upload, methods=["POST"]),
@@ -62,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
             HTTPException: http_exception_handler,
             Exception: unexpected_error_handler,
         },
+        middleware=[Middleware(CountOpenRequests, requests=requests)],
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from harness.nginx import Nginx, PlainNginx
 from harness.processes import free_port, wait_until
 from harness.servers import BEHIND_NGINX, AppServer
 from harness.store import Bucket, MiB, RcloneStore
+from tests.e2e.conftest import RunCurl, StartApp
 
 TOKEN = "refusals-token-0123456789abcdef"
 AUTH = f"Authorization: Bearer {TOKEN}"
@@ -374,3 +376,30 @@ def test_nginx_answers_in_json_when_the_app_does_not_answer_in_time(
         )
         status, body = curl(curl_bin, f"{nginx.url}/healthz", [])
     assert (status, json.loads(body)["error"]["code"]) == (504, "app_timeout")
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_an_upload_cut_off_by_shutdown_gets_503(
+    route: str,
+    bucket: Bucket,
+    start_app: StartApp,
+    start_nginx: Callable[..., Nginx],
+    run_curl: RunCurl,
+    bodies: tuple[list[Path], Path],
+) -> None:
+    """uvicorn's graceful-shutdown time runs out mid-upload: the upload is aborted and the
+    client, still sending, gets 503 `shutting_down` in JSON."""
+    app = start_app(bucket, part_size=5 * MiB, graceful_shutdown=1)
+    url = app.url
+    if route != "direct":
+        server_class = PlainNginx if route == "plain nginx" else Nginx
+        url = start_nginx([app.address], server_class=server_class).url
+    big, _ = bodies
+    upload = run_curl(f"{url}/uploads", big[-1], limit_rate="2M", max_time=60)
+    assert wait_until(lambda: get_metric(app.port, "upload_received_bytes_total") > 0, 30)
+    app.send_signal(signal.SIGTERM)
+    result = upload.wait(timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert (int(result.written), result.json()["error"]["code"]) == (503, "shutting_down")
+    assert app.wait(timeout=60) is not None
+    bucket.assert_clean()

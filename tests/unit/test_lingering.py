@@ -6,13 +6,21 @@ Time passes on the clock the test moves (tests/unit/asgi.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import Message, Receive, Scope, Send
 
-from app.lingering import LingeringResponse, discard_body, waits_for_continue
+from app.lingering import (
+    CountOpenRequests,
+    LingeringResponse,
+    OpenRequests,
+    discard_body,
+    waits_for_continue,
+)
 from tests.unit.asgi import Clock, body, messages
 
 pytestmark = pytest.mark.anyio
@@ -83,3 +91,44 @@ def test_waits_for_continue(expect: str | None, waits: bool) -> None:
     headers = [] if expect is None else [(b"expect", expect.encode())]
     request = Request({"type": "http", "method": "POST", "headers": headers})
     assert waits_for_continue(request) is waits
+
+
+async def test_a_request_is_open_until_its_answer_is_complete(clock: Clock) -> None:
+    requests = OpenRequests()
+    seen: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(requests.count)
+        raise RuntimeError("a bug")
+
+    middleware = CountOpenRequests(app, requests)
+    with pytest.raises(RuntimeError):
+        await middleware({"type": "http"}, messages(clock), send_nothing)
+    assert (seen, requests.count) == ([1], 0)
+
+
+async def send_nothing(message: Message) -> None:
+    pass
+
+
+async def test_settled_waits_for_open_requests_and_no_longer_than_its_timeout(
+    clock: Clock,
+) -> None:
+    requests = OpenRequests()
+
+    async def settled_after(seconds: float, close_after: float | None) -> float:
+        """How long `settled(seconds)` takes when the one open request (if any) closes
+        after `close_after` seconds (None: never); the clock moves 0.05 s at a time."""
+        start = clock.now
+        waiting = asyncio.ensure_future(requests.settled(seconds))
+        while not waiting.done():
+            await clock.silence(0.05)
+            if close_after is not None and clock.now - start >= close_after and requests.count:
+                requests.closed()
+        return clock.now - start
+
+    requests.opened()
+    assert 10 <= await settled_after(seconds=30, close_after=10) < 10.5
+    assert await settled_after(seconds=30, close_after=None) < 0.5  # none open
+    requests.opened()
+    assert 30 <= await settled_after(seconds=30, close_after=None) < 30.5
