@@ -2,7 +2,7 @@
 
 A real server cannot be asked to answer 503 SlowDown or drop a connection on the third
 UploadPart; this proxy forwards everything untouched (signatures stay valid: the Host header
-is passed through) except the requests a test tells it to break.
+is passed through) except the requests a test (or `python -m bench chaos`) tells it to break.
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ def operation(request: web.Request) -> str:
 
 @dataclasses.dataclass
 class Fault:
-    """Break calls of `operation` number `first` to `last` (1-based; last=None: forever)."""
+    """Break calls of `operation` number `first` to `last` (1-based; last=None: forever).
+
+    `operation` "*" breaks every call, counted per operation: the store unreachable.
+    """
 
     operation: str
     first: int = 1
@@ -103,7 +106,7 @@ class FaultyS3:
     def _fault_for(self, name: str, number: int) -> Fault | None:
         for fault in self.faults:
             in_range = fault.first <= number and (fault.last is None or number <= fault.last)
-            if fault.operation == name and in_range:
+            if fault.operation in (name, "*") and in_range:
                 return fault
         return None
 
