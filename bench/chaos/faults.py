@@ -16,7 +16,7 @@ import random
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from harness.faulty_s3 import Fault, FaultyS3
 
@@ -68,9 +68,11 @@ class ProxyThread:
 class FaultEvent:
     """One injection: at `at` seconds into the run, for `seconds` (down) or `calls` calls."""
 
-    at: float
     #: "burst" (5xx answers), "drop" (connections closed unanswered), "down" (every call
     #: dropped for `seconds`).
+    KINDS: ClassVar[tuple[str, ...]] = ("burst", "drop", "down")
+
+    at: float
     kind: str
     operation: str = "*"
     calls: int = 0
@@ -92,12 +94,12 @@ def fault_schedule(seed: int, duration: float) -> list[FaultEvent]:
     """Events every 3-8 s from 3 s in until 3 s before the end; the first three are one of each
     kind, so that even a short run has all of them."""
     rng = random.Random(f"faults-{seed}")
-    kinds = ["burst", "drop", "down"]
+    kinds = list(FaultEvent.KINDS)
     rng.shuffle(kinds)
     events: list[FaultEvent] = []
     at = 3.0
     while at < duration - 3:
-        kind = kinds[len(events)] if len(events) < 3 else rng.choice(["burst", "drop", "down"])
+        kind = kinds[len(events)] if len(events) < 3 else rng.choice(FaultEvent.KINDS)
         if kind == "down":
             events.append(FaultEvent(at, kind, seconds=round(rng.uniform(3, 6), 1)))
         elif kind == "burst":
