@@ -135,7 +135,9 @@ class InstanceLife:
 class ChaosFigures:
     outcomes: list[Outcome]
     storage: StorageCheck
-    incomplete_after_stop: int
+    #: Keys of the multipart uploads still incomplete once both instances had stopped (an
+    #: abort that could not reach the store): what the sweep is for.
+    incomplete_after_stop: list[str]
     incomplete_after_sweep: int
     lives: list[InstanceLife]
     events: list[FaultEvent]
@@ -230,7 +232,8 @@ def render(figures: ChaosFigures, heading: str, settings: Sequence[str]) -> str:
         f"- answered 201 and verified intact (read back, SHA-256 compared): "
         f"{len(f.storage.intact)} ({intact_bytes / MiB:,.1f} MiB)",
         f"- refused (4xx): {_counts(x for x in labels if x[:1] == '4')}",
-        f"- failed (5xx): {_counts(x for x in labels if x[:1] == '5')}",
+        f"- failed (5xx): {_counts(x for x in labels if x[:1] == '5' and 'JSON' not in x)}",
+        f"- nginx's own answers (not JSON): {_counts(x for x in labels if 'non-JSON' in x)}",
         f"- no answer: {_counts(x for x in labels if not x[:1].isdigit())}",
         "",
         *_table(
@@ -254,7 +257,9 @@ def render(figures: ChaosFigures, heading: str, settings: Sequence[str]) -> str:
         f"- objects left that no 201 answered: {len(f.storage.left)}",
         *[f"  - `{key}`: {why}" for key, why in f.storage.left],
         f"- incomplete multipart uploads once the instances had stopped: "
-        f"{f.incomplete_after_stop}; after `python -m app sweep --older-than 0s --apply`: "
+        f"{len(f.incomplete_after_stop)}",
+        *[f"  - `{key}`: {_sender(key, outcomes)}" for key in f.incomplete_after_stop],
+        "- incomplete multipart uploads after `python -m app sweep --older-than 0s --apply`: "
         f"{f.incomplete_after_sweep} (the sweep: {f.sweep})",
         "",
         "### Faults injected",
@@ -301,6 +306,14 @@ def render(figures: ChaosFigures, heading: str, settings: Sequence[str]) -> str:
         f"**{f.pass_line()}**",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _sender(key: str, outcomes: Iterable[Outcome]) -> str:
+    filename = key.rsplit("/", 1)[-1]
+    for outcome in outcomes:
+        if outcome.attempt.filename == filename:
+            return f"attempt {outcome.attempt.number}, answered {answer_label(outcome)}"
+    return "no attempt sent this filename"
 
 
 def _counts_of(requests: dict[str, float]) -> str:

@@ -204,13 +204,16 @@ class ChaosRun:
                 await asyncio.sleep(0.25)
 
         clients = [asyncio.create_task(client()) for _ in range(config.concurrency)]
+        restart = asyncio.create_task(self._restart_second(started))
         background = [
             asyncio.create_task(sampler()),
             asyncio.create_task(self._inject_faults(started)),
-            asyncio.create_task(self._restart_second(started)),
+            restart,
         ]
         try:
             await asyncio.wait(clients, timeout=config.duration + config.grace)
+            # A restart still under way completes: the checks need both instances settled.
+            await asyncio.wait([restart])
         finally:
             for task in [*clients, *background]:
                 task.cancel()
@@ -269,7 +272,7 @@ class ChaosRun:
             if not self.lives[index].ended:
                 self._end_life(index, app, "SIGTERM at the end")
         assert self.bucket is not None and self.proxy is not None
-        incomplete_after_stop = len(self.bucket.incomplete_uploads())
+        incomplete_after_stop = [upload["Key"] for upload in self.bucket.incomplete_uploads()]
         stored = read_back(self.bucket)
         sweep = run_app_command(
             "sweep", "--older-than", "0s", "--apply", env=self.bucket.environment(), timeout=120

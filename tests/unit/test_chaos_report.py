@@ -100,7 +100,7 @@ def test_answer_labels() -> None:
 
 def figures(outcomes: list[Outcome], stored: dict[str, StoredObject], **kw: Any) -> ChaosFigures:
     values: dict[str, Any] = {
-        "incomplete_after_stop": 1,
+        "incomplete_after_stop": [key(1)],
         "incomplete_after_sweep": 0,
         "lives": [InstanceLife("app-1", 1, start_rss=80 * MiB, peak_rss=100 * MiB)],
         "events": [],
