@@ -25,7 +25,7 @@ from app.ops.localstore import find_rclone
 from app.settings import Settings
 from app.storage.providers import PROFILES
 from app.units import parse_size
-from bench.chaos import run as chaos
+from bench.chaos import cli as chaos
 from bench.contenders import (
     BenchError,
     Sample,

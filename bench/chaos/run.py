@@ -1,11 +1,12 @@
-"""`python -m bench chaos`: a bounded run of mixed uploads against two app instances behind the
-shipped nginx, over the embedded store (`rclone serve s3`) reached through a fault proxy.
+"""The chaos run (`python -m bench chaos`, bench/chaos/cli.py): a bounded run of mixed uploads
+against two app instances behind the shipped nginx, over the embedded store (`rclone serve s3`)
+reached through a fault proxy.
 
 While clients upload (bench/chaos/clients.py), storage faults and one instance's SIGTERM and
 restart come on schedule (bench/chaos/faults.py). Afterwards both instances are stopped (their
 graceful shutdown is the clean-up), every object in the bucket is read back from the store and
-checked against the answers, `python -m app sweep` runs, and bench/chaos/report.py writes the
-figures and the pass line. Exit status 0 only on PASS.
+checked against the answers, `python -m app sweep` runs, and bench/chaos/report.py counts the
+figures and judges the pass line.
 
 Each instance life gets its own PROMETHEUS_MULTIPROC_DIR, so its upload counters can be read
 after it has exited, the requests of its graceful shutdown included.
@@ -13,17 +14,10 @@ after it has exited, the requests of its graceful shutdown included.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import os
-import platform
-import shlex
-import shutil
-import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,17 +27,15 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.client.memwatch import read_vmrss
-from app.units import parse_size
 from bench.chaos.clients import AttemptPlan, KiB, MiB, Outcome, perform
 from bench.chaos.faults import FaultInjector, ProxyThread, fault_schedule, restart_time
-from bench.chaos.report import ChaosFigures, InstanceLife, StoredObject, check_storage, render
+from bench.chaos.report import ChaosFigures, InstanceLife, StoredObject, check_storage
 from harness.nginx import Nginx
 from harness.processes import Process
 from harness.servers import BEHIND_NGINX, AppServer, run_app_command
 from harness.store import Bucket, RcloneStore
 from harness.usage import read_peak_rss, reset_peak_rss
 
-MAX_CONCURRENCY = 32
 P = TypeVar("P", bound=Process)
 
 
@@ -332,76 +324,3 @@ def run_chaos(config: ChaosConfig, work: Path, nginx_binary: str) -> ChaosFigure
         return run.finish()
     finally:
         run.close()
-
-
-def settings_lines(config: ChaosConfig, command: str, note: str) -> list[str]:
-    lines = [
-        f"Command: `{command}`",
-        "",
-        f"- {config.duration:.0f} s of load (then up to {config.grace:.0f} s for uploads in "
-        f"flight), {config.concurrency} clients at once, files "
-        f"{config.min_size // KiB} KiB to {config.max_size // MiB} MiB (log-uniform), "
-        f"seed {config.seed}",
-        f"- two uvicorn instances behind nginx (the shipped templates), each with "
-        f"UPLOAD_MEMORY_BUDGET={config.memory_budget // MiB}MiB, UPLOAD_PART_SIZE="
-        f"{config.part_size // MiB}MiB, UPLOAD_MULTIPART_THRESHOLD="
-        f"{config.multipart_threshold // MiB}MiB, UPLOAD_IDLE_TIMEOUT={config.idle_timeout:g}, "
-        f"--timeout-graceful-shutdown {config.graceful_shutdown:g}, S3_PROVIDER=local; storage: "
-        "`rclone serve s3` behind harness/faulty_s3.py",
-        f"- machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}",
-    ]
-    return [*lines, f"- {note}"] if note else lines
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench chaos", description=__doc__)
-    parser.add_argument("--duration", type=float, default=180.0, help="seconds of load (180)")
-    parser.add_argument("--concurrency", type=int, default=32, help="clients at once (32, max 32)")
-    parser.add_argument("--max-size", default="512MiB", help="largest file (512MiB)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of sizes, behaviours, faults")
-    parser.add_argument("--memory-budget", default="64MiB", help="UPLOAD_MEMORY_BUDGET (64MiB)")
-    parser.add_argument(
-        "--rss-allowance", default="64MiB", help="RSS growth allowed beyond the budget (64MiB)"
-    )
-    parser.add_argument("--grace", type=float, default=120.0, help="seconds for stragglers")
-    parser.add_argument("--label", default="Chaos run", help="heading of the report")
-    parser.add_argument("--note", default="", help="a line about the machine, in the report")
-    parser.add_argument("--out", type=Path, help="also write the markdown report here")
-    parser.add_argument("--tmp-dir", type=Path, help="where the store and logs live")
-    args = parser.parse_args(argv)
-    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
-        parser.error(f"--concurrency must be 1 to {MAX_CONCURRENCY}")
-    return args
-
-
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    config = ChaosConfig(
-        duration=args.duration,
-        concurrency=args.concurrency,
-        max_size=parse_size(args.max_size),
-        seed=args.seed,
-        memory_budget=parse_size(args.memory_budget),
-        rss_allowance=parse_size(args.rss_allowance),
-        grace=args.grace,
-    )
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-    if nginx is None:
-        raise SystemExit("nginx is needed (Debian: apt-get install nginx)")
-    work = Path(tempfile.mkdtemp(prefix="streaming-upload-chaos-", dir=args.tmp_dir))
-    figures = run_chaos(config, work, nginx)
-    command = shlex.join(["python", "-m", "bench", "chaos", *argv])
-    text = render(figures, args.label, settings_lines(config, command, args.note))
-    print(text)
-    if figures.passed:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"logs kept in {work / 'logs'}", file=sys.stderr)
-    if args.out is not None:
-        args.out.write_text(text)
-    return 0 if figures.passed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -159,7 +159,8 @@ def test_the_pass_line() -> None:
     ]
     set_apart = bad.failures(set_apart=FINDINGS)
     assert [r for r in set_apart if r.startswith("500")] == [
-        "500 from the service: 1 answered, 0 counted by the service"
+        "500 from the service: 1 answered, 0 counted by the service",
+        "500 from nginx (its own page): 1 answered",
     ]
     text = render(bad, "Chaos", [])
     assert "**FAIL: no upload was stored at all; " in text
