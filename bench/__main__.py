@@ -1,5 +1,5 @@
 """`python -m bench`: run every contender against one `rclone serve s3`, write the report.
-(`python -m bench chaos`: the chaos run of bench/chaos/, with its own options.)
+`python -m bench chaos` runs the chaos run of bench/chaos/ instead, with its own options.
 
 Each round runs every contender once, in an order rotated from round to round, so a slow
 spell of the machine spreads over all of them instead of hitting one; the report gives
