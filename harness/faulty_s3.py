@@ -7,6 +7,7 @@ is passed through) except the requests a test (or `python -m bench chaos`) tells
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import io
@@ -66,11 +67,13 @@ class Fault:
     first: int = 1
     last: int | None = 1
     #: "slowdown" (503), "internal" (500), "bad_digest" (400 BadDigest: the store found the
-    #: bytes damaged), "drop" (close mid-body), or, forwarding the call and then altering the
+    #: bytes damaged), "drop" (close mid-body), "hold" (a slow store: the call is forwarded
+    #: once `until` is set), or, forwarding the call and then altering the
     #: answer like a store that kept other bytes than it was sent: "wrong_etag" (an ETag not
     #: the store's) or "wrong_checksum" (an x-amz-checksum-crc32c / <ChecksumCRC32C> not the
     #: one sent).
     kind: str = "slowdown"
+    until: asyncio.Event | None = None
 
 
 class FaultyS3:
@@ -117,6 +120,11 @@ class FaultyS3:
         self.counts[name] = self.counts.get(name, 0) + 1
         fault = self._fault_for(name, self.counts[name])
         body = await request.read()
+        if fault is not None and fault.kind == "hold":
+            self.broken.append((name, self.counts[name], fault.kind))
+            assert fault.until is not None, "a held call needs the event that releases it"
+            await fault.until.wait()
+            fault = None
         if fault is not None and fault.kind not in ALTERED:
             self.broken.append((name, self.counts[name], fault.kind))
             if fault.kind == "drop":

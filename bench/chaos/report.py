@@ -9,24 +9,19 @@ allowance for the process itself. Everything else (nginx's 502 pages, storage er
 injected faults) is reported, not judged.
 
 A 500 is told apart by where it comes from: the service's JSON, the ASGI server's own plain
-text (an exception that escaped the app's handlers), or nginx's page. The plain text one is a
-finding (docs/testing.md) that a caller may set apart from the pass line: `FINDINGS`.
+text (an exception that escaped the app's handlers), or nginx's page; each fails the run.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from bench.chaos.clients import Behaviour, Outcome
 from bench.chaos.faults import FaultEvent
 
 MiB = 1024 * 1024
-#: Kinds of 500 that failures() can set apart: see the module docstring.
-NGINX_500 = "nginx 500"
-PLAIN_500 = "plain 500"
-FINDINGS = (PLAIN_500,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,9 +187,8 @@ class ChaosFigures:
     def rss_ok(self, life: InstanceLife) -> bool:
         return life.growth <= self.memory_budget + self.rss_allowance
 
-    def failures(self, *, set_apart: Collection[str] = ()) -> list[str]:
-        """Why the run fails its pass line; empty when it passes. `set_apart`: kinds of 500
-        left out, NGINX_500 or PLAIN_500 (the service's own JSON 500s never are)."""
+    def failures(self) -> list[str]:
+        """Why the run fails its pass line; empty when it passes."""
         reasons = [f"the run itself failed: {error}" for error in self.errors]
         if not self.storage.intact:
             reasons.append("no upload was stored at all")
@@ -209,9 +203,9 @@ class ChaosFigures:
                 f"500 from the service: {self.answered_500} answered, "
                 f"{self.counted_500:.0f} counted by the service"
             )
-        if PLAIN_500 not in set_apart and self.plain_500:
+        if self.plain_500:
             reasons.append(f"500 not JSON from the app's server: {self.plain_500} answered")
-        if NGINX_500 not in set_apart and self.nginx_500:
+        if self.nginx_500:
             reasons.append(f"500 from nginx (its own page): {self.nginx_500} answered")
         for life in self.lives:
             if not self.rss_ok(life):

@@ -7,7 +7,6 @@ from typing import Any
 
 from bench.chaos.clients import Attempt, Behaviour, Outcome
 from bench.chaos.report import (
-    FINDINGS,
     ChaosFigures,
     InstanceLife,
     StoredObject,
@@ -156,11 +155,6 @@ def test_the_pass_line() -> None:
         "500 not JSON from the app's server: 1 answered",
         "500 from nginx (its own page): 1 answered",
         "app-2: RSS grew 130.0 MiB",
-    ]
-    set_apart = bad.failures(set_apart=FINDINGS)
-    assert [r for r in set_apart if r.startswith("500")] == [
-        "500 from the service: 1 answered, 0 counted by the service",
-        "500 from nginx (its own page): 1 answered",
     ]
     text = render(bad, "Chaos", [])
     assert "**FAIL: no upload was stored at all; " in text
