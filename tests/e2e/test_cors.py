@@ -6,8 +6,6 @@ listed is stopped by the browser itself, before its upload is sent."""
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,13 +15,12 @@ import pytest
 from harness.nginx import Nginx
 from harness.processes import free_port
 from harness.store import Bucket, MiB
-from tests.e2e.conftest import StartApp, StartNginx
+from tests.e2e.conftest import Capture, StartApp, StartNginx
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 TOKEN = "cors-token-0123456789abcdef"
-PAGE_HTML = b"<!doctype html><title>an application on another origin</title>"
 
 #: fetch() with a FormData of one generated file, in the page; what the page could read.
 UPLOAD = """async ({url, token, size}) => {
@@ -50,41 +47,22 @@ def generated(size: int) -> bytes:
     return bytes(i % 251 for i in range(size))
 
 
-class PageServer:
-    """An application's origin: serves one empty HTML page on its own loopback port."""
-
-    def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(PAGE_HTML)))
-                self.end_headers()
-                self.wfile.write(PAGE_HTML)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def origins() -> Iterator[tuple[PageServer, PageServer]]:
-    """An allowed origin and one that is not listed."""
-    allowed, other = PageServer(), PageServer()
+def origins() -> Iterator[tuple[Capture, Capture]]:
+    """Two applications' origins, each an empty page on its own loopback port: one listed
+    in UPLOAD_CORS_ORIGINS, one not."""
+    allowed, other = Capture(), Capture()
     yield allowed, other
-    allowed.close()
-    other.close()
+    allowed.stop()
+    other.stop()
 
 
-def upload_from(page: Page, origin: PageServer, url: str, token: str, size: int) -> Any:
-    page.goto(f"{origin.origin}/")
+def origin_of(server: Capture) -> str:
+    return server.url.rstrip("/")
+
+
+def upload_from(page: Page, origin: Capture, url: str, token: str, size: int) -> Any:
+    page.goto(origin.url)
     return page.evaluate(UPLOAD, {"url": url, "token": token, "size": size})
 
 
@@ -95,14 +73,14 @@ def test_a_page_on_a_listed_origin_uploads_with_fetch(
     start_app: StartApp,
     start_nginx: StartNginx,
     new_page: Callable[..., Page],
-    origins: tuple[PageServer, PageServer],
+    origins: tuple[Capture, Capture],
 ) -> None:
     allowed, other = origins
-    cors = {"UPLOAD_CORS_ORIGINS": allowed.origin, "UPLOAD_AUTH_TOKENS": TOKEN}
+    cors = {"UPLOAD_CORS_ORIGINS": origin_of(allowed), "UPLOAD_AUTH_TOKENS": TOKEN}
     app = start_app(bucket, part_size=5 * MiB, env=cors)
     url = f"{app.url}/uploads"
     if route == "shipped nginx":
-        url = f"{start_nginx([app.address], cors_origins=allowed.origin).url}/uploads"
+        url = f"{start_nginx([app.address], cors_origins=origin_of(allowed)).url}/uploads"
     page = new_page()
 
     size = 300_000
@@ -126,15 +104,15 @@ def test_nginx_s_own_refusals_are_readable_by_a_listed_origin(
     start_app: StartApp,
     start_nginx: StartNginx,
     new_page: Callable[..., Page],
-    origins: tuple[PageServer, PageServer],
+    origins: tuple[Capture, Capture],
 ) -> None:
     """auth_request's 401 and client_max_body_size's 413 never reach the app: nginx adds the
     CORS headers itself, for the origins the app allows."""
     allowed, other = origins
-    cors = {"UPLOAD_CORS_ORIGINS": allowed.origin, "UPLOAD_AUTH_TOKENS": TOKEN}
+    cors = {"UPLOAD_CORS_ORIGINS": origin_of(allowed), "UPLOAD_AUTH_TOKENS": TOKEN}
     app = start_app(bucket, part_size=5 * MiB, env=cors)
     nginx: Nginx = start_nginx(
-        [app.address], cors_origins=allowed.origin, client_max_body_size="1m"
+        [app.address], cors_origins=origin_of(allowed), client_max_body_size="1m"
     )
     url = f"{nginx.url}/uploads"
     page = new_page()
