@@ -50,7 +50,7 @@ async def upload(request: Request) -> Response:
     """POST /uploads: stream every file of a multipart form into storage."""
     outcome = Outcome(request)
     try:
-        form, body_size = _admit(request)
+        form, body_size, outcome.uploader = _admit(request)
     except UploadError as exc:
         return outcome.failed(exc)
     request.app.state.uploads_running += 1
@@ -62,11 +62,12 @@ async def upload(request: Request) -> Response:
         metrics.UPLOADS_IN_FLIGHT.dec()
 
 
-def _admit(request: Request) -> tuple[MultipartStream, int | None]:
-    """The parser for this request's body and its declared size, if the headers allow it
-    to be read; otherwise the UploadError that refuses it."""
+def _admit(request: Request) -> tuple[MultipartStream, int | None, str | None]:
+    """The parser for this request's body, its declared size and who uploads (the token's
+    name, None when no tokens are set), if the headers allow the body to be read; otherwise
+    the UploadError that refuses it."""
     settings: Settings = request.app.state.settings
-    check_bearer(request.headers, settings.auth_tokens)
+    uploader = check_bearer(request.headers, settings.bearer_tokens)
     body_size = _content_length(request)
     limit = settings.max_body_bytes
     if limit and body_size is not None and body_size > limit:
@@ -78,7 +79,7 @@ def _admit(request: Request) -> tuple[MultipartStream, int | None]:
         raise ServerBusy(
             f"{running} uploads are in progress, the most this server takes; retry shortly"
         )
-    return form, body_size
+    return form, body_size, uploader
 
 
 def _content_length(request: Request) -> int | None:
@@ -146,6 +147,7 @@ class Outcome:
         self.started = time.monotonic()
         self.received = 0  # body bytes read
         self.body_ended = False  # the whole body was read
+        self.uploader: str | None = None  # the token's name, once admitted
 
     def stored(self, result: FormResult) -> Response:
         """Count and log a stored form, and answer with what was stored."""
@@ -164,6 +166,7 @@ class Outcome:
                 "fields": {
                     "request_id": self._request_id(),
                     "client": self._client(),
+                    "uploader": self.uploader,
                     "outcome": "stored",
                     "status": 201,
                     "bytes": self.received,
@@ -199,6 +202,7 @@ class Outcome:
                 "fields": {
                     "request_id": self._request_id(),
                     "client": self._client(),
+                    "uploader": self.uploader,
                     "outcome": "failed",
                     "status": exc.status_code,
                     "code": exc.code,  # also the abort reason: every upload it began is undone
@@ -274,7 +278,7 @@ async def auth(request: Request) -> Response:
     """GET /auth: 204 when the request's token may upload, else 401 (for nginx auth_request)."""
     settings: Settings = request.app.state.settings
     try:
-        check_bearer(request.headers, settings.auth_tokens)
+        check_bearer(request.headers, settings.bearer_tokens)
     except Unauthorized as exc:
         return error_response(
             exc.status_code, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"}

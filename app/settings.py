@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from app.auth import BearerToken, parse_token_entries
 from app.envvars import (
     Rule,
     SettingsError,
@@ -47,6 +49,14 @@ __all__ = ["Settings", "SettingsError", "settings_table", "with_settings_table"]
 ChecksumMode = Literal["when_required", "when_supported"]
 AddressingStyle = Literal["auto", "path", "virtual"]
 PayloadSigning = Literal["auto", "on", "off"]
+
+
+def _valid_token_entries(entries: tuple[str, ...]) -> bool:
+    try:
+        parse_token_entries(entries)
+    except ValueError:
+        return False
+    return True
 
 
 def _endpoint_gives_path_style(read: Mapping[str, Any]) -> AddressingStyle:
@@ -231,12 +241,14 @@ class Settings:
     auth_tokens: tuple[str, ...] = names(
         "UPLOAD_AUTH_TOKENS",
         Rule(
-            lambda tokens: all(len(t) >= 16 and " " not in t for t in tokens),
-            "must be comma-separated tokens of at least 16 characters, without spaces",
+            _valid_token_entries,
+            "must be comma-separated `token` or `name:token` entries: tokens of at least 16 "
+            "characters without spaces, names of 1 to 64 of A-Z a-z 0-9 _ . @ -",
         ),
         default_doc="unset (open, with a warning at start-up)",
-        doc="comma-separated bearer tokens (16+ characters) allowed to upload; compared in "
-        "constant time, never logged",
+        doc="comma-separated bearer tokens (16+ characters) allowed to upload, each bare or "
+        "named `name:token` (e.g. `alice:…`); the name says who uploads in logs and hooks, a "
+        "bare token's name is empty. Compared in constant time, never logged nor sent",
     )
     client_keys: bool = flag(
         "UPLOAD_CLIENT_KEYS",
@@ -252,6 +264,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_rules(self)
+
+    @functools.cached_property
+    def bearer_tokens(self) -> tuple[BearerToken, ...]:
+        """UPLOAD_AUTH_TOKENS read as names and tokens (checked valid at construction)."""
+        return parse_token_entries(self.auth_tokens)
 
     @property
     def provider(self) -> ProviderProfile:

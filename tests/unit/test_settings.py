@@ -265,7 +265,19 @@ def test_auth_tokens_are_comma_separated_and_trimmed() -> None:
     assert Settings.from_env({"S3_BUCKET": "b"}).auth_tokens == ()
 
 
-@pytest.mark.parametrize("tokens", ["short", "aaaaaaaaaaaaaaaa,tiny"])
+def test_auth_tokens_may_be_named() -> None:
+    settings = Settings.from_env(
+        {"S3_BUCKET": "b", "UPLOAD_AUTH_TOKENS": "alice:aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb"}
+    )
+    assert [(t.name, t.secret) for t in settings.bearer_tokens] == [
+        ("alice", "aaaaaaaaaaaaaaaa"),
+        ("", "bbbbbbbbbbbbbbbb"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "tokens", ["short", "aaaaaaaaaaaaaaaa,tiny", "alice:short", "bad name:aaaaaaaaaaaaaaaa"]
+)
 def test_short_auth_tokens_are_refused(tokens: str) -> None:
     with pytest.raises(SettingsError, match="UPLOAD_AUTH_TOKENS"):
         Settings.from_env({"S3_BUCKET": "b", "UPLOAD_AUTH_TOKENS": tokens})
