@@ -284,7 +284,7 @@ class Settings:
         5.0,
         between(0.1, 60.0, "must be 0.1 to 60 seconds"),
         doc="seconds one hook call may take (connect and answer); a pre-create call holds its "
-        "upload at most `(UPLOAD_HOOK_PRE_CREATE_RETRIES + 1) × UPLOAD_HOOK_TIMEOUT`",
+        "upload at most `(UPLOAD_HOOK_PRE_CREATE_RETRIES + 1) * UPLOAD_HOOK_TIMEOUT`",
     )
     hook_pre_create_retries: int = number(
         "UPLOAD_HOOK_PRE_CREATE_RETRIES",
