@@ -39,6 +39,8 @@ from app.errors import (
 )
 from app.forms.multipart import MultipartStream
 from app.forms.upload import FormResult, FormUpload
+from app.hooks.events import UploadContext
+from app.hooks.uploads import UploadHooks
 from app.lingering import LingeringResponse, waits_for_continue
 from app.settings import Settings
 from app.storage import S3Client
@@ -101,8 +103,11 @@ async def _receive(
     """Read the body into storage, then commit; on any failure undo and answer the error."""
     settings: Settings = request.app.state.settings
     storage: S3Client = request.app.state.storage
+    hooks: UploadHooks | None = request.app.state.hooks
+    context = outcome.context(body_size)
     limit = settings.max_body_bytes
-    files = FormUpload(storage, settings, body_size=body_size)
+    pre_create = hooks.pre_create_for(context) if hooks else None
+    files = FormUpload(storage, settings, body_size=body_size, pre_create=pre_create)
     try:
         async for chunk in body_chunks(request.receive, settings.idle_timeout):
             offset = outcome.received
@@ -118,13 +123,20 @@ async def _receive(
         result = await files.commit()
     except (UploadError, ClientDisconnect, asyncio.CancelledError) as exc:
         await files.abort()
-        return outcome.failed(_as_upload_error(exc), undone=files.files_started)
+        error = _as_upload_error(exc)
+        if hooks:
+            await hooks.aborted(context, error.code, files.started_files())
+        return outcome.failed(error, undone=files.files_started)
     except BaseException:
         # A bug: undo the uploads, then let it propagate (it becomes a JSON 500).
         await files.abort()
         metrics.UPLOADS.labels("failed", "internal_error").inc()
         metrics.ABORTS.labels("internal_error").inc(files.files_started)
+        if hooks:
+            await hooks.aborted(context, "internal_error", files.started_files())
         raise
+    if hooks:
+        await hooks.finished(context, _answer(result))
     return outcome.stored(result)
 
 
@@ -148,6 +160,7 @@ class Outcome:
         self.received = 0  # body bytes read
         self.body_ended = False  # the whole body was read
         self.uploader: str | None = None  # the token's name, once admitted
+        self.request_id = self._request_id()
 
     def stored(self, result: FormResult) -> Response:
         """Count and log a stored form, and answer with what was stored."""
@@ -164,7 +177,7 @@ class Outcome:
             seconds,
             extra={
                 "fields": {
-                    "request_id": self._request_id(),
+                    "request_id": self.request_id,
                     "client": self._client(),
                     "uploader": self.uploader,
                     "outcome": "stored",
@@ -200,7 +213,7 @@ class Outcome:
             exc.message,
             extra={
                 "fields": {
-                    "request_id": self._request_id(),
+                    "request_id": self.request_id,
                     "client": self._client(),
                     "uploader": self.uploader,
                     "outcome": "failed",
@@ -239,6 +252,10 @@ class Outcome:
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
         return headers
+
+    def context(self, declared_size: int | None) -> UploadContext:
+        """Who sends this upload, as its hooks tell it (never the token)."""
+        return UploadContext(self.uploader, self._client(), self.request_id, declared_size)
 
     def _seconds(self) -> float:
         return time.monotonic() - self.started

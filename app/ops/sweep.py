@@ -14,7 +14,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
-from app.settings import Settings
+from app.settings import HOOKS_PREFIX, Settings
 from app.storage.session import open_storage
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -53,6 +53,8 @@ async def sweep(
             Bucket=settings.s3_bucket, Prefix=settings.s3_key_prefix
         ):
             for upload in page.get("Uploads", []):
+                if upload["Key"].startswith(HOOKS_PREFIX):
+                    continue  # the hooks' records (never multipart, but never ours either)
                 initiated: dt.datetime = upload["Initiated"]
                 if initiated.tzinfo is None:
                     initiated = initiated.replace(tzinfo=dt.UTC)
