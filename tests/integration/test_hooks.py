@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from app.client.formbody import FormField
 from app.hooks.outbox import FAILED_PREFIX, PENDING_PREFIX
 from app.settings import Settings
-from harness.forms import FilePart, content_type, multipart_body
+from harness.forms import FilePart, chunked, content_type, multipart_body
 from harness.hooks import STALL, HookReceiver, Reply
 from harness.store import Bucket, sha256
 from tests.integration.conftest import app_client, assert_error
@@ -126,6 +126,32 @@ async def test_a_refusal_reaches_the_client_with_the_hooks_status_and_message(
         assert_error(response, 403, "hook_refused")
         assert response.json()["error"]["message"] == "course 42 is closed for uploads"
     assert bucket.is_clean()  # no byte stored, and no file started: no post-abort either
+
+
+async def test_a_refusal_mid_body_reaches_a_client_still_sending(
+    hooked: Callable[..., Settings], receiver: HookReceiver, bucket: Bucket
+) -> None:
+    """The refused file is 16 MiB, sent chunked after a stored file: the answer comes while
+    the body is still coming, and is delivered as every early refusal is (app/lingering.py)."""
+    receiver.reply = lambda event: (
+        (413, {"message": "videos only up to 1 GiB"})
+        if event["type"] == "pre-create" and event["file"]["filename"] == "big.mp4"
+        else (200, None)
+    )
+    body = multipart_body(
+        [FilePart("f", "small.txt", b"notes"), FilePart("f", "big.mp4", b"v" * (16 << 20))]
+    )
+    async with app_client(hooked()) as http:
+        response = await http.post(
+            "/uploads",
+            content=chunked(body),
+            headers={"authorization": f"Bearer {TOKEN}", "content-type": content_type()},
+        )
+        assert_error(response, 413, "hook_refused")
+        assert response.json()["error"]["message"] == "videos only up to 1 GiB"
+        await eventually(lambda: len(receiver.received("post-abort")) == 1)
+        await eventually(lambda: hook_keys(bucket, PENDING_PREFIX) == [])
+    assert bucket.incomplete_uploads() == [] and uploaded_keys(bucket) == []
 
 
 async def test_a_refusal_without_a_message_gets_a_plain_one(
