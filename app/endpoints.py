@@ -100,7 +100,10 @@ def _content_length(request: Request) -> int | None:
 async def _receive(
     request: Request, form: MultipartStream, body_size: int | None, outcome: Outcome
 ) -> Response:
-    """Read the body into storage, then commit; on any failure undo and answer the error."""
+    """Read the body into storage, then commit; on any failure undo and answer the error.
+
+    With hooks (app/hooks/), each file is asked of pre-create before its first byte is
+    stored, and a post-finish or post-abort is recorded before the answer."""
     settings: Settings = request.app.state.settings
     storage: S3Client = request.app.state.storage
     hooks: UploadHooks | None = request.app.state.hooks

@@ -3,7 +3,8 @@
 `FormUpload.handle()` takes the parser's events in order. Files stream into storage as they
 arrive, but none is made visible (completed) until `commit()`, which the endpoint calls only
 after the whole body parsed cleanly and which says what was stored (a `FormResult`);
-`abort()` undoes everything the request started.
+`abort()` undoes everything the request started. With a `pre_create` question (the
+pre-create hook), each file is asked about before any of its bytes is stored.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ class HookCaller:
         """Ask whether `file` may be stored; raise HookRefused, HookUnavailable or
         HookInvalidAnswer if not. The time it takes is measured, retries included."""
         started = time.monotonic()
-        outcome = "invalid_answer"
+        outcome = "interrupted"  # the request was cancelled while waiting
         try:
             decision = await self._decide(context, file)
             outcome = "allowed" if decision is not None else "fail_open"
@@ -84,6 +84,9 @@ class HookCaller:
             raise
         except HookUnavailable:
             outcome = "unavailable"
+            raise
+        except HookInvalidAnswer:
+            outcome = "invalid_answer"
             raise
         finally:
             metrics.HOOK_SECONDS.labels("pre-create", outcome).observe(time.monotonic() - started)
