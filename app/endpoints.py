@@ -125,11 +125,17 @@ async def _receive(
             await files.handle(event, outcome.received)
         result = await files.commit()
     except (UploadError, ClientDisconnect, asyncio.CancelledError) as exc:
-        await files.abort()
-        error = _as_upload_error(exc)
+        failure = _as_upload_error(exc)
+        outcome.client_stopped = isinstance(failure, ClientGone | IdleTimeout)
+        try:
+            await files.abort()
+        except asyncio.CancelledError:
+            # uvicorn's graceful-shutdown time ran out while the uploads were being undone
+            # (that goes on: it is shielded). The connection is still open: answer.
+            failure = _as_upload_error(asyncio.CancelledError())
         if hooks:
-            await hooks.aborted(context, error.code, files.started_files())
-        return outcome.failed(error, undone=files.files_started)
+            await hooks.aborted(context, failure.code, files.started_files())
+        return outcome.failed(failure, undone=files.files_started)
     except BaseException:
         # A bug: undo the uploads, then let it propagate (it becomes a JSON 500).
         await files.abort()
@@ -164,6 +170,7 @@ class Outcome:
         self.body_ended = False  # the whole body was read
         self.uploader: str | None = None  # the token's name, once admitted
         self.request_id = self._request_id()
+        self.client_stopped = False  # went away or stalled: no more of the body is coming
 
     def stored(self, result: FormResult) -> Response:
         """Count and log a stored form, and answer with what was stored."""
@@ -233,11 +240,11 @@ class Outcome:
             answer = page.error_page(exc.status_code, exc.code, exc.message, headers=headers)
         else:
             answer = error_response(exc.status_code, exc.code, exc.message, headers=headers)
-        return self._delivered(answer, exc)
+        return self._delivered(answer)
 
-    def _delivered(self, answer: Response, exc: UploadError) -> Response:
+    def _delivered(self, answer: Response) -> Response:
         """`answer`, sent so that it reaches a client still sending its body (app/lingering.py)."""
-        if self.body_ended or isinstance(exc, ClientGone | IdleTimeout):
+        if self.body_ended or self.client_stopped:
             return answer  # nothing more is coming
         if self.received == 0 and waits_for_continue(self.request):
             return answer  # no body is coming: the client waits to be asked for it

@@ -33,7 +33,6 @@ class LingeringResponse(Response):
     """
 
     def __init__(self, answer: Response, *, seconds: float, max_bytes: int) -> None:
-        self.answer = answer
         self.seconds = seconds
         self.max_bytes = max_bytes
         self.status_code = answer.status_code

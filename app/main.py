@@ -20,6 +20,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from app import endpoints, metrics, page
+from app.cors import cors_middleware
 from app.errors import http_exception_handler, unexpected_error_handler
 from app.hooks.uploads import open_hooks
 from app.lingering import CountOpenRequests, OpenRequests
@@ -73,7 +74,7 @@ def create_app(settings: Settings) -> Starlette:
             HTTPException: http_exception_handler,
             Exception: unexpected_error_handler,
         },
-        middleware=[Middleware(CountOpenRequests, requests=requests)],
+        middleware=[*cors_middleware(settings), Middleware(CountOpenRequests, requests=requests)],
         lifespan=lifespan,
     )
     app.state.settings = settings

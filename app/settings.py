@@ -69,6 +69,9 @@ def _endpoint_gives_path_style(read: Mapping[str, Any]) -> AddressingStyle:
     return "path" if read.get("s3_endpoint_url") else "auto"
 
 
+#: scheme://host[:port], as a browser sends it in `Origin` (lowercased).
+_ORIGIN = re.compile(r"https?://[a-z0-9.\-\[\]:]+")
+
 _PROVIDERS = alternatives([f"`{name}`" for name in PROFILES])
 _LINK_PROVIDERS = "([Providers and integrity](#providers-and-integrity))"
 
@@ -256,6 +259,31 @@ class Settings:
         "named `name:token` (e.g. `alice:…`); the name says who uploads in logs and hooks, a "
         "bare token's name is empty. Compared in constant time, never logged nor sent",
     )
+    cors_origins: tuple[str, ...] = names(
+        "UPLOAD_CORS_ORIGINS",
+        Rule(
+            lambda origins: all(o == "*" or _ORIGIN.fullmatch(o) for o in origins),
+            "must be comma-separated origins (https://app.example.com, with a port if not the "
+            "scheme's own; no path) or *",
+        ),
+        lower=True,
+        default_doc="unset (same origin only)",
+        doc="origins whose pages may call the service from the browser (CORS), comma-separated; "
+        "`*` for any. The shipped nginx config reads the same variable "
+        "([Integrating](integrating.md#cors))",
+    )
+    cors_credentials: bool = flag(
+        "UPLOAD_CORS_CREDENTIALS",
+        doc="`on`: pages of the allowed origins may send cookies and HTTP authentication "
+        '(`credentials: "include"`); not with `*`. A bearer token in `Authorization` needs '
+        "no credentials mode",
+    )
+    cors_max_age: int = number(
+        "UPLOAD_CORS_MAX_AGE",
+        600,
+        between(0, 86400),
+        doc="seconds a browser may cache a preflight's answer",
+    )
     client_keys: bool = flag(
         "UPLOAD_CLIENT_KEYS",
         doc="`on`: a text field `<file field>.key` sent before a file chooses its key, "
@@ -327,6 +355,10 @@ class Settings:
 
     def __post_init__(self) -> None:
         check_rules(self)
+        if self.cors_credentials and "*" in self.cors_origins:
+            raise SettingsError(
+                "UPLOAD_CORS_CREDENTIALS cannot be on with UPLOAD_CORS_ORIGINS=*: list the origins"
+            )
         if self.hook_url is not None:
             if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.hook_url, re.IGNORECASE):
                 raise SettingsError("UPLOAD_HOOK_URL must be an http:// or https:// URL")

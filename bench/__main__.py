@@ -1,4 +1,5 @@
 """`python -m bench`: run every contender against one `rclone serve s3`, write the report.
+`python -m bench chaos` runs the chaos run of bench/chaos/ instead, with its own options.
 
 Each round runs every contender once, in an order rotated from round to round, so a slow
 spell of the machine spreads over all of them instead of hitting one; the report gives
@@ -24,6 +25,7 @@ from app.ops.localstore import find_rclone
 from app.settings import Settings
 from app.storage.providers import PROFILES
 from app.units import parse_size
+from bench.chaos import cli as chaos
 from bench.contenders import (
     BenchError,
     Sample,
@@ -242,6 +244,10 @@ def write_report(out: Path | None, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["chaos"]:
+        return chaos.main(argv[1:])
     args = parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.concurrency = [int(n) for n in args.concurrency.split(",")]

@@ -55,12 +55,17 @@ class Nginx(Process):
         upstreams: Sequence[str],
         *,
         client_max_body_size: str = "0",
+        cors_origins: str = "",
+        cors_credentials: str = "",
         name: str = "nginx",
     ) -> None:
         self.binary = binary
         self.prefix = prefix
         self.upstreams = list(upstreams)
         self.client_max_body_size = client_max_body_size
+        #: UPLOAD_CORS_ORIGINS and UPLOAD_CORS_CREDENTIALS, as the app instances have them.
+        self.cors_origins = cors_origins
+        self.cors_credentials = cors_credentials
         super().__init__(
             name,
             self.command("-g", "daemon off;"),
@@ -90,6 +95,8 @@ class Nginx(Process):
                 "LISTEN_PORT": self.address,
                 "APP_UPSTREAMS": "\n".join(f"server {a};" for a in self.upstreams),
                 "CLIENT_MAX_BODY_SIZE": self.client_max_body_size,
+                "UPLOAD_CORS_ORIGINS": self.cors_origins,
+                "UPLOAD_CORS_CREDENTIALS": self.cors_credentials,
             },
         )
         nginx_conf = render_template(

@@ -13,8 +13,12 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable
+from typing import Any
 
+from app.errors import StorageFailed
 from app.settings import HOOKS_PREFIX, Settings
+from app.storage import S3Client
+from app.storage.failures import describe, error_code
 from app.storage.session import open_storage
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -48,18 +52,14 @@ async def sweep(
     cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
     found: list[Orphan] = []
     async with open_storage(settings) as storage:
-        paginator = storage.client.get_paginator("list_multipart_uploads")  # type: ignore[attr-defined]
-        async for page in paginator.paginate(
-            Bucket=settings.s3_bucket, Prefix=settings.s3_key_prefix
-        ):
-            for upload in page.get("Uploads", []):
-                if upload["Key"].startswith(HOOKS_PREFIX):
-                    continue  # the hooks' records (never multipart, but never ours either)
-                initiated: dt.datetime = upload["Initiated"]
-                if initiated.tzinfo is None:
-                    initiated = initiated.replace(tzinfo=dt.UTC)
-                if initiated <= cutoff:
-                    found.append(Orphan(upload["Key"], upload["UploadId"], initiated))
+        for upload in await _incomplete_uploads(storage, settings.s3_key_prefix):
+            if upload["Key"].startswith(HOOKS_PREFIX):
+                continue  # the hooks' records (never multipart, but never ours either)
+            initiated: dt.datetime = upload["Initiated"]
+            if initiated.tzinfo is None:
+                initiated = initiated.replace(tzinfo=dt.UTC)
+            if initiated <= cutoff:
+                found.append(Orphan(upload["Key"], upload["UploadId"], initiated))
         for orphan in found:
             age = (now or dt.datetime.now(dt.UTC)) - orphan.initiated
             action = "aborting" if apply else "would abort"
@@ -77,3 +77,19 @@ async def sweep(
     verb = "aborted" if apply else "found (dry run; --apply aborts them)"
     report(f"{len(found)} incomplete multipart upload(s) older than {older_than} {verb}")
     return found
+
+
+async def _incomplete_uploads(storage: S3Client, prefix: str) -> list[dict[str, Any]]:
+    """Every incomplete multipart upload under `prefix`, as ListMultipartUploads lists them."""
+    paginator = storage.client.get_paginator("list_multipart_uploads")  # type: ignore[attr-defined]
+    uploads: list[dict[str, Any]] = []
+    try:
+        async for page in paginator.paginate(Bucket=storage.bucket, Prefix=prefix):
+            uploads += page.get("Uploads", [])
+    except Exception as exc:
+        # `rclone serve s3` answers 404 NoSuchUpload, not an empty list, in a bucket where no
+        # multipart upload was ever created.
+        if error_code(exc) == "NoSuchUpload":
+            return []
+        raise StorageFailed(f"storage ListMultipartUploads failed: {describe(exc)}") from exc
+    return uploads

@@ -1,6 +1,6 @@
 """Fixtures for the end-to-end suite: uvicorn app processes over `rclone serve s3` (the
-session's, from tests/conftest.py), nginx from the project's own templates, and curl, all on
-127.0.0.1 and all stopped at teardown.
+session's, from tests/conftest.py), nginx from the project's own templates, curl and headless
+Chromium, all on 127.0.0.1 and all stopped at teardown.
 
 nginx and curl are system packages (Debian: nginx, curl; envsubst from gettext-base). When
 one is missing the tests that need it are skipped on a developer's machine but fail under
@@ -15,7 +15,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -23,6 +23,9 @@ from harness.clients import Curl
 from harness.nginx import Nginx
 from harness.servers import BEHIND_NGINX, AppServer
 from harness.store import Bucket, RcloneStore
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 #: `start_app(bucket, part_size=..., parts_in_flight=1, graceful_shutdown=10, env=None)`
 StartApp = Callable[..., AppServer]
@@ -172,3 +175,62 @@ def capture() -> Iterator[Capture]:
     server = Capture()
     yield server
     server.stop()
+
+
+# --- headless Chromium (Debian's), driven by Playwright -----------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+# Headless in a container as root, and nothing that phones home or updates itself mid-test.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def missing(message: str) -> NoReturn:
+    """As tests/e2e/conftest.py's require_tool: skip on a developer's machine, fail in CI."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        missing("chromium is not installed (Debian: apt-get install chromium; .ci/run does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        # Debian's build, not one from `playwright install` (no downloads in CI).
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def new_page(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """`new_page(javascript=True)`: a fresh context (no shared state) at 1280x800."""
+    contexts: list[Any] = []
+
+    def make(*, javascript: bool = True) -> Page:
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 800}, java_script_enabled=javascript
+        )
+        context.set_default_timeout(30_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()

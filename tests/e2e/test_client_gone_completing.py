@@ -28,10 +28,10 @@ from aiohttp import web
 from app.settings import Settings
 from app.storage.session import client_config
 from harness.clients import GeneratedUpload, get_json, post_generated
+from harness.faulty_s3 import FaultyS3, operation
 from harness.processes import wait_until
 from harness.store import Bucket, MiB, RcloneStore
 from tests.e2e.conftest import StartApp, StartNginx
-from tests.faulty_s3 import FaultyS3, operation
 
 PART = 5 * MiB
 SIZE = 16 * MiB + 3  # four parts; multipart because the threshold is set to one part

@@ -2,7 +2,7 @@
 
 A module marked `pytest.mark.rclone` stores into `rclone serve s3` instead (real timestamps,
 a server a test can stop); one marked `pytest.mark.faulty_proxy` also has the app reach it
-through tests/faulty_s3.py, which breaks the calls a test names.
+through harness/faulty_s3.py, which breaks the calls a test names.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.main import create_app
 from app.settings import Settings
+from harness.faulty_s3 import FaultyS3
 from harness.forms import FilePart, chunked, content_type, multipart_body
 from harness.store import Bucket, MiB, RcloneStore
-from tests.faulty_s3 import FaultyS3
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rclone: the bucket is on `rclone serve s3`, not moto")
     config.addinivalue_line(
-        "markers", "faulty_proxy: the app reaches the bucket through tests/faulty_s3.py"
+        "markers", "faulty_proxy: the app reaches the bucket through harness/faulty_s3.py"
     )
 
 
@@ -49,7 +49,7 @@ def bucket(request: pytest.FixtureRequest) -> Bucket:
 
 @pytest.fixture
 async def proxy(rclone: RcloneStore) -> AsyncIterator[FaultyS3]:
-    """tests/faulty_s3.py in front of `rclone serve s3`: faults on demand, requests seen."""
+    """harness/faulty_s3.py in front of `rclone serve s3`: faults on demand, requests seen."""
     server = await FaultyS3(rclone.endpoint).start()
     yield server
     await server.stop()

@@ -21,13 +21,6 @@ pytestmark = pytest.mark.anyio
 MiB = 1024 * 1024
 
 
-def storage_of(http: httpx.AsyncClient) -> S3Client:
-    transport = http._transport
-    assert isinstance(transport, httpx.ASGITransport)
-    storage: S3Client = transport.app.state.storage  # type: ignore[attr-defined]
-    return storage
-
-
 async def trickle(body: bytes, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
     """The body in chunks, yielding to the loop between them like a network client."""
     for start in range(0, len(body), chunk):
@@ -52,8 +45,9 @@ async def test_sixteen_uploads_under_a_small_budget_all_arrive_intact(
             files = [FilePart("f", f"s{i}-{n}.bin", rng.randbytes(1 * MiB + n)) for n in range(4)]
         forms.append(files)
 
-    async with app_client(settings_for(memory_budget=budget)) as http:
-        storage = storage_of(http)
+    served = app_client(settings_for(memory_budget=budget))
+    async with served as http:
+        storage: S3Client = served.app.state.storage
 
         async def send(files: list[FilePart]) -> httpx.Response:
             body = multipart_body([FormField("title", "t"), *files])
@@ -89,13 +83,14 @@ async def test_a_failed_upload_gives_its_memory_back(
     data = random.Random(1).randbytes(3 * PART)
     body = multipart_body([FilePart("f", "a.bin", data)])
     truncated = body[: len(body) // 2]  # the client stops halfway: 400, aborted
-    async with app_client(settings_for(memory_budget=2 * PART)) as http:
+    served = app_client(settings_for(memory_budget=2 * PART))
+    async with served as http:
         response = await http.post(
             "/uploads", content=truncated, headers={"content-type": content_type()}
         )
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "malformed_multipart"
-        budget = storage_of(http).budget
+        budget = served.app.state.storage.budget
         assert budget is not None and budget.used == 0
     bucket.assert_clean()
 
@@ -114,11 +109,10 @@ async def test_uploads_past_max_concurrent_get_503_with_retry_after(
         yield body[half:]
 
     headers = {"content-type": content_type(), "content-length": str(len(body))}
-    async with app_client(settings_for(max_concurrent=1)) as http:
+    served = app_client(settings_for(max_concurrent=1))
+    async with served as http:
         first = asyncio.ensure_future(http.post("/uploads", content=held_body(), headers=headers))
-        transport = http._transport
-        assert isinstance(transport, httpx.ASGITransport)
-        state = transport.app.state  # type: ignore[attr-defined]
+        state = served.app.state
         for _ in range(200):
             if state.uploads_running == 1:
                 break

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
+from harness.faulty_s3 import Fault, FaultyS3
 from harness.forms import FilePart, content_type, multipart_body, part_head
 from harness.store import Bucket
 from tests.integration.conftest import PART, app_client
@@ -146,3 +147,38 @@ async def test_stalled_client_hits_the_idle_timeout(
     status, body = answered(sent)
     assert status == 408
     assert json.loads(body)["error"]["code"] == "idle_timeout"
+
+
+@pytest.mark.rclone
+@pytest.mark.faulty_proxy
+async def test_shutdown_running_out_while_a_failed_upload_is_undone_still_answers_in_json(
+    settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3
+) -> None:
+    """A stalled upload hits its idle timeout and is being undone when uvicorn's graceful-
+    shutdown time runs out (the task is cancelled again, in the abort). The store is slow to
+    abort: the proxy holds AbortMultipartUpload until the task has been cancelled. The client
+    still gets a JSON 503, not uvicorn's plain-text 500, and nothing is left."""
+    release = asyncio.Event()
+    proxy.faults.append(Fault("AbortMultipartUpload", kind="hold", until=release))
+    body = multipart_body([FILE])
+    receive = Receiver(body, len(part_head(FILE)) + PART + 1000, bucket, "stall")
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    served = app_client(settings_for(idle_timeout=0.5))
+    async with served:
+        task = asyncio.ensure_future(served.app(scope_for(len(body)), receive, send))
+        for _ in range(3000):  # the abort reaches the store (at most 30 s)
+            if ("AbortMultipartUpload", 1, "hold") in proxy.broken:
+                break
+            await asyncio.sleep(0.01)
+        assert ("AbortMultipartUpload", 1, "hold") in proxy.broken
+        task.cancel()  # what uvicorn does when its graceful-shutdown time is up
+        await asyncio.wait_for(task, timeout=60)
+        release.set()
+        await served.app.state.storage.wait_for_cleanups(grace=30)
+    status, answer = answered(sent)
+    assert (status, json.loads(answer)["error"]["code"]) == (503, "shutting_down")
+    bucket.assert_clean()

@@ -1,6 +1,6 @@
 """What goes over the wire to a real store for integrity: checksums and payload signing.
 
-The requests are seen by tests/faulty_s3.py's proxy (forwarding untouched) in front of
+The requests are seen by harness/faulty_s3.py's proxy (forwarding untouched) in front of
 `rclone serve s3`, which verifies Content-MD5 and answers MD5 ETags, but ignores flexible
 checksums (x-amz-checksum-*): for the CRC32C profiles these tests check what is sent, and
 stores that verify it (moto does not either) are left to the unit tests' fake and to
@@ -20,9 +20,9 @@ import google_crc32c
 import pytest
 
 from app.settings import Settings
+from harness.faulty_s3 import FaultyS3
 from harness.forms import FilePart, chunked, content_type, multipart_body
 from harness.store import Bucket
-from tests.faulty_s3 import FaultyS3
 from tests.integration.conftest import PART, app_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rclone, pytest.mark.faulty_proxy]

@@ -1,7 +1,7 @@
 """Storage misbehaves mid-upload: transient faults are retried and the object is intact;
 persistent ones end in 502 with the multipart upload aborted.
 
-Faults come from tests/faulty_s3.py, a proxy in front of a real `rclone serve s3`: the only
+Faults come from harness/faulty_s3.py, a proxy in front of a real `rclone serve s3`: the only
 way to make a real server fail a chosen call on demand.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 
 from app.settings import Settings
+from harness.faulty_s3 import Fault, FaultyS3
 from harness.store import Bucket
-from tests.faulty_s3 import Fault, FaultyS3
 from tests.integration.conftest import PART, app_client, assert_error, post_chunked
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rclone, pytest.mark.faulty_proxy]

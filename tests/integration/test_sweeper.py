@@ -10,6 +10,7 @@ import pytest
 
 from app.__main__ import main
 from app.ops.sweep import parse_duration
+from harness.processes import free_port
 from harness.store import Bucket
 
 pytestmark = pytest.mark.rclone
@@ -47,6 +48,27 @@ def test_dry_run_lists_and_apply_aborts_only_under_the_prefix(
     assert main(["sweep", "--older-than", "0", "--apply"]) == 0
     assert "aborting uploads/a/1.bin" in capsys.readouterr().out
     assert [u["Key"] for u in bucket.incomplete_uploads()] == ["elsewhere/3.bin"]
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize("apply", [[], ["--apply"]])
+def test_a_bucket_that_never_had_a_multipart_upload_has_nothing_to_sweep(
+    bucket: Bucket, capsys: pytest.CaptureFixture[str], apply: list[str]
+) -> None:
+    """rclone answers ListMultipartUploads there with 404 NoSuchUpload, not an empty list."""
+    assert main(["sweep", "--older-than", "0", *apply]) == 0
+    assert "0 incomplete multipart upload(s)" in capsys.readouterr().out
+
+
+def test_a_store_that_fails_the_listing_gets_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("S3_BUCKET", "no-such-bucket-here")
+    monkeypatch.setenv("S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing there
+    monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
+    assert main(["sweep", "--older-than", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("storage ListMultipartUploads failed: ") and err.count("\n") == 1
 
 
 @pytest.mark.usefixtures("env")

@@ -2,11 +2,12 @@
 
 A real server cannot be asked to answer 503 SlowDown or drop a connection on the third
 UploadPart; this proxy forwards everything untouched (signatures stay valid: the Host header
-is passed through) except the requests a test tells it to break.
+is passed through) except the requests a test (or `python -m bench chaos`) tells it to break.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import io
@@ -57,17 +58,22 @@ def operation(request: web.Request) -> str:
 
 @dataclasses.dataclass
 class Fault:
-    """Break calls of `operation` number `first` to `last` (1-based; last=None: forever)."""
+    """Break calls of `operation` number `first` to `last` (1-based; last=None: forever).
+
+    `operation` "*" breaks every call, counted per operation: the store unreachable.
+    """
 
     operation: str
     first: int = 1
     last: int | None = 1
     #: "slowdown" (503), "internal" (500), "bad_digest" (400 BadDigest: the store found the
-    #: bytes damaged), "drop" (close mid-body), or, forwarding the call and then altering the
+    #: bytes damaged), "drop" (close mid-body), "hold" (a slow store: the call is forwarded
+    #: once `until` is set), or, forwarding the call and then altering the
     #: answer like a store that kept other bytes than it was sent: "wrong_etag" (an ETag not
     #: the store's) or "wrong_checksum" (an x-amz-checksum-crc32c / <ChecksumCRC32C> not the
     #: one sent).
     kind: str = "slowdown"
+    until: asyncio.Event | None = None
 
 
 class FaultyS3:
@@ -103,7 +109,7 @@ class FaultyS3:
     def _fault_for(self, name: str, number: int) -> Fault | None:
         for fault in self.faults:
             in_range = fault.first <= number and (fault.last is None or number <= fault.last)
-            if fault.operation == name and in_range:
+            if fault.operation in (name, "*") and in_range:
                 return fault
         return None
 
@@ -114,6 +120,11 @@ class FaultyS3:
         self.counts[name] = self.counts.get(name, 0) + 1
         fault = self._fault_for(name, self.counts[name])
         body = await request.read()
+        if fault is not None and fault.kind == "hold":
+            self.broken.append((name, self.counts[name], fault.kind))
+            assert fault.until is not None, "a held call needs the event that releases it"
+            await fault.until.wait()
+            fault = None
         if fault is not None and fault.kind not in ALTERED:
             self.broken.append((name, self.counts[name], fault.kind))
             if fault.kind == "drop":
