@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from app.client.formbody import FormField
 from app.hooks.outbox import FAILED_PREFIX, PENDING_PREFIX
 from app.settings import Settings
+from harness.faulty_s3 import Fault, FaultyS3
 from harness.forms import FilePart, chunked, content_type, multipart_body
 from harness.hooks import STALL, HookReceiver, Reply
 from harness.store import Bucket, sha256
@@ -392,6 +393,34 @@ async def test_a_delivery_out_of_attempts_is_logged_counted_parked_and_replayabl
         await eventually(lambda: hook_keys(bucket, PENDING_PREFIX) == [])
     assert len(receiver.received("post-finish")) == 3
     assert receiver.received("post-finish")[-1]["id"] == logged["id"]
+
+
+@pytest.mark.rclone
+@pytest.mark.faulty_proxy
+async def test_an_event_the_bucket_refuses_is_logged_in_full_and_the_answer_stands(
+    hooked: Callable[..., Settings],
+    receiver: HookReceiver,
+    bucket: Bucket,
+    proxy: FaultyS3,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The fault proxy fails every PutObject after the file's own: the pending write."""
+    caplog.set_level(logging.ERROR, logger="app.hooks")
+    proxy.faults = [Fault("PutObject", first=2, last=None, kind="internal")]
+    before = counter("upload_hook_deliveries_total", event="post-finish", outcome="unrecorded")
+    async with app_client(hooked()) as http:
+        response = await upload(http)
+    assert response.status_code == 201, response.text
+    bucket.assert_intact(response.json()["files"][0], DATA)
+    assert hook_keys(bucket, ".upload-hooks/") == []
+    after = counter("upload_hook_deliveries_total", event="post-finish", outcome="unrecorded")
+    assert after == before + 1
+    [record] = [r for r in caplog.records if "hook event not recorded" in r.getMessage()]
+    event = record.fields["event"]  # type: ignore[attr-defined]
+    assert event["files"] == response.json()["files"]
+    # The line itself holds the event's JSON: enough to replay it by hand.
+    message = record.getMessage()
+    assert json.loads(message[message.index("{") :]) == event
 
 
 async def test_without_a_hook_url_nothing_is_called_nor_recorded(
