@@ -87,6 +87,8 @@ class Outbox:
         self._stopping = False
         #: Pending keys read and not yet due, with their time: not read again until then.
         self._not_before: dict[str, float] = {}
+        #: Pending keys whose last read was not a delivery record.
+        self._unreadable: set[str] = set()
 
     async def add(self, event: Event) -> None:
         """Record `event` for delivery and wake this instance's deliverer. If the bucket
@@ -223,12 +225,20 @@ class Outbox:
                 return None
             raise StorageFailed(f"storage GetObject failed: {exc}") from exc
         try:
-            return Delivery.decode(data)
+            delivery = Delivery.decode(data)
         except (ValueError, KeyError, TypeError):
+            # Read once more before parking it: a store whose overwrites are not atomic (a
+            # file system behind it) can show a record half rewritten by another instance.
+            if key not in self._unreadable:
+                self._unreadable.add(key)
+                return None
             logger.error("hook delivery %s is not a delivery record; moved to failed/", key)
             await self._put_raw(FAILED_PREFIX + key.removeprefix(PENDING_PREFIX), data)
             await self.storage.delete(key)
+            self._unreadable.discard(key)
             return None
+        self._unreadable.discard(key)
+        return delivery
 
     async def _put(self, key: str, delivery: Delivery) -> None:
         await self._put_raw(key, delivery.encode())

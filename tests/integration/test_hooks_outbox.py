@@ -90,11 +90,13 @@ async def test_failed_attempts_back_off_doubling_to_the_cap_then_park(
     assert record["event"] == event and record["attempts"] == 0  # ready to replay
 
 
-async def test_an_unreadable_pending_object_is_parked_not_retried_forever(
+async def test_an_unreadable_pending_object_is_parked_at_its_second_reading(
     outbox: tuple[Outbox, Clock], receiver: HookReceiver, bucket: Bucket
 ) -> None:
     box, _ = outbox
     bucket.s3.put_object(Bucket=bucket.name, Key=PENDING_PREFIX + "junk.json", Body=b"{not json")
+    await box.deliver_due()  # perhaps caught half rewritten: left for the next round
+    assert bucket.keys() == [PENDING_PREFIX + "junk.json"]
     await box.deliver_due()
     assert receiver.all_calls() == []
     assert bucket.keys() == [FAILED_PREFIX + "junk.json"]
