@@ -8,6 +8,7 @@ UPLOAD_HOOK_FAIL_OPEN, allows). A 4xx refuses with that status and the hook's `m
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -58,7 +59,10 @@ class HookCaller:
         self._secret = settings.hook_secret
 
     async def send(self, event: Event) -> httpx.Response:
-        """POST `event`, signed; httpx.HTTPError when no answer came within the timeout."""
+        """POST `event`, signed; httpx.HTTPError when no answer came within the timeout.
+
+        httpx's own timeout bounds each phase (a receiver dripping bytes could outlast it);
+        the whole call is bounded here too."""
         body = encode(event)
         headers = {
             "content-type": "application/json",
@@ -66,9 +70,12 @@ class HookCaller:
             ID_HEADER: event["id"],
             SIGNATURE_HEADER: signature_header(self._secret, body),
         }
-        return await self.http.post(
-            self.url, content=body, headers=headers, timeout=self.settings.hook_timeout
-        )
+        timeout = self.settings.hook_timeout
+        call = self.http.post(self.url, content=body, headers=headers, timeout=timeout)
+        try:
+            return await asyncio.wait_for(call, timeout)
+        except TimeoutError:
+            raise httpx.TimeoutException(f"no answer within {timeout:g} s") from None
 
     async def pre_create(self, context: UploadContext, file: NewFile) -> PreCreateDecision:
         """Ask whether `file` may be stored; raise HookRefused, HookUnavailable or
