@@ -39,6 +39,8 @@ from app.errors import (
 )
 from app.forms.multipart import MultipartStream
 from app.forms.upload import FormResult, FormUpload
+from app.hooks.events import UploadContext
+from app.hooks.uploads import UploadHooks
 from app.lingering import LingeringResponse, waits_for_continue
 from app.settings import Settings
 from app.storage import S3Client
@@ -50,7 +52,7 @@ async def upload(request: Request) -> Response:
     """POST /uploads: stream every file of a multipart form into storage."""
     outcome = Outcome(request)
     try:
-        form, body_size = _admit(request)
+        form, body_size, outcome.uploader = _admit(request)
     except UploadError as exc:
         return outcome.failed(exc)
     request.app.state.uploads_running += 1
@@ -62,11 +64,12 @@ async def upload(request: Request) -> Response:
         metrics.UPLOADS_IN_FLIGHT.dec()
 
 
-def _admit(request: Request) -> tuple[MultipartStream, int | None]:
-    """The parser for this request's body and its declared size, if the headers allow it
-    to be read; otherwise the UploadError that refuses it."""
+def _admit(request: Request) -> tuple[MultipartStream, int | None, str | None]:
+    """The parser for this request's body, its declared size and who uploads (the token's
+    name, None when no tokens are set), if the headers allow the body to be read; otherwise
+    the UploadError that refuses it."""
     settings: Settings = request.app.state.settings
-    check_bearer(request.headers, settings.auth_tokens)
+    uploader = check_bearer(request.headers, settings.bearer_tokens)
     body_size = _content_length(request)
     limit = settings.max_body_bytes
     if limit and body_size is not None and body_size > limit:
@@ -78,7 +81,7 @@ def _admit(request: Request) -> tuple[MultipartStream, int | None]:
         raise ServerBusy(
             f"{running} uploads are in progress, the most this server takes; retry shortly"
         )
-    return form, body_size
+    return form, body_size, uploader
 
 
 def _content_length(request: Request) -> int | None:
@@ -97,11 +100,17 @@ def _content_length(request: Request) -> int | None:
 async def _receive(
     request: Request, form: MultipartStream, body_size: int | None, outcome: Outcome
 ) -> Response:
-    """Read the body into storage, then commit; on any failure undo and answer the error."""
+    """Read the body into storage, then commit; on any failure undo and answer the error.
+
+    With hooks (app/hooks/), each file is asked of pre-create before its first byte is
+    stored, and a post-finish or post-abort is recorded before the answer."""
     settings: Settings = request.app.state.settings
     storage: S3Client = request.app.state.storage
+    hooks: UploadHooks | None = request.app.state.hooks
+    context = outcome.context(body_size)
     limit = settings.max_body_bytes
-    files = FormUpload(storage, settings, body_size=body_size)
+    pre_create = hooks.pre_create_for(context) if hooks else None
+    files = FormUpload(storage, settings, body_size=body_size, pre_create=pre_create)
     try:
         async for chunk in body_chunks(request.receive, settings.idle_timeout):
             offset = outcome.received
@@ -124,13 +133,19 @@ async def _receive(
             # uvicorn's graceful-shutdown time ran out while the uploads were being undone
             # (that goes on: it is shielded). The connection is still open: answer.
             failure = _as_upload_error(asyncio.CancelledError())
+        if hooks:
+            await hooks.aborted(context, failure.code, files.started_files())
         return outcome.failed(failure, undone=files.files_started)
     except BaseException:
         # A bug: undo the uploads, then let it propagate (it becomes a JSON 500).
         await files.abort()
         metrics.UPLOADS.labels("failed", "internal_error").inc()
         metrics.ABORTS.labels("internal_error").inc(files.files_started)
+        if hooks:
+            await hooks.aborted(context, "internal_error", files.started_files())
         raise
+    if hooks:
+        await hooks.finished(context, _answer(result))
     return outcome.stored(result)
 
 
@@ -153,6 +168,8 @@ class Outcome:
         self.started = time.monotonic()
         self.received = 0  # body bytes read
         self.body_ended = False  # the whole body was read
+        self.uploader: str | None = None  # the token's name, once admitted
+        self.request_id = self._request_id()
         self.client_stopped = False  # went away or stalled: no more of the body is coming
 
     def stored(self, result: FormResult) -> Response:
@@ -170,8 +187,9 @@ class Outcome:
             seconds,
             extra={
                 "fields": {
-                    "request_id": self._request_id(),
+                    "request_id": self.request_id,
                     "client": self._client(),
+                    "uploader": self.uploader,
                     "outcome": "stored",
                     "status": 201,
                     "bytes": self.received,
@@ -205,8 +223,9 @@ class Outcome:
             exc.message,
             extra={
                 "fields": {
-                    "request_id": self._request_id(),
+                    "request_id": self.request_id,
                     "client": self._client(),
+                    "uploader": self.uploader,
                     "outcome": "failed",
                     "status": exc.status_code,
                     "code": exc.code,  # also the abort reason: every upload it began is undone
@@ -243,6 +262,10 @@ class Outcome:
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
         return headers
+
+    def context(self, declared_size: int | None) -> UploadContext:
+        """Who sends this upload, as its hooks tell it (never the token)."""
+        return UploadContext(self.uploader, self._client(), self.request_id, declared_size)
 
     def _seconds(self) -> float:
         return time.monotonic() - self.started
@@ -282,7 +305,7 @@ async def auth(request: Request) -> Response:
     """GET /auth: 204 when the request's token may upload, else 401 (for nginx auth_request)."""
     settings: Settings = request.app.state.settings
     try:
-        check_bearer(request.headers, settings.auth_tokens)
+        check_bearer(request.headers, settings.bearer_tokens)
     except Unauthorized as exc:
         return error_response(
             exc.status_code, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"}

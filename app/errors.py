@@ -124,6 +124,31 @@ class ServerBusy(UploadError):
     code = "server_busy"
 
 
+class HookRefused(UploadError):
+    """The pre-create hook answered 4xx: the client gets that status and the hook's message."""
+
+    code = "hook_refused"
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class HookUnavailable(UploadError):
+    """The pre-create hook timed out, answered 5xx or could not be reached (UPLOAD_HOOK_FAIL_OPEN
+    is off)."""
+
+    status_code = 503
+    code = "hook_unavailable"
+
+
+class HookInvalidAnswer(UploadError):
+    """The pre-create hook allowed the upload with a key or metadata that cannot be used."""
+
+    status_code = 502
+    code = "hook_invalid_answer"
+
+
 class StorageFailed(UploadError):
     status_code = 502
     code = "storage_error"

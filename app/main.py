@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from app import endpoints, metrics, page
 from app.cors import cors_middleware
 from app.errors import http_exception_handler, unexpected_error_handler
+from app.hooks.uploads import open_hooks
 from app.lingering import CountOpenRequests, OpenRequests
 from app.logs import configure_logging
 from app.settings import Settings
@@ -42,8 +43,9 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not settings.auth_tokens:
             logger.warning("UPLOAD_AUTH_TOKENS is not set: anyone who reaches /uploads may upload")
-        async with open_storage(settings) as storage:
+        async with open_storage(settings) as storage, open_hooks(settings, storage) as hooks:
             app.state.storage = storage
+            app.state.hooks = hooks
             logger.info(
                 "ready: bucket=%s endpoint=%s prefix=%s part_size=%d threshold=%d",
                 settings.s3_bucket,
@@ -77,6 +79,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.uploads_running = 0  # for UPLOAD_MAX_CONCURRENT
+    app.state.hooks = None  # app/hooks/uploads.py, opened with the storage
     return app
 
 

@@ -69,6 +69,21 @@ BUDGET_WAITS = Counter(
     "upload_memory_waits", "Times an upload paused reading its body to wait for the budget."
 )
 
+HOOK_SECONDS = Histogram(
+    "upload_hook_seconds",
+    "Duration of hook calls, retries included: pre-create by decision (allowed, refused, "
+    "unavailable, fail_open, invalid_answer), deliveries by result (delivered, failed).",
+    ["hook", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+HOOK_DELIVERIES = Counter(
+    "upload_hook_deliveries",
+    "post-finish and post-abort delivery attempts by event type and result: delivered (2xx), "
+    "retry (failed, tried again later), failed (attempts used up: moved to failed/), "
+    "unrecorded (the pending delivery could not be written to the bucket; logged).",
+    ["event", "outcome"],
+)
+
 
 def _registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

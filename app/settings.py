@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import re
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from app.auth import BearerToken, parse_token_entries
 from app.envvars import (
     Rule,
     SettingsError,
@@ -43,11 +45,24 @@ from app.storage.partsize import MAX_PART_SIZE, MAX_PARTS, MAX_SINGLE_PUT, MIN_P
 from app.storage.providers import PROFILES, ProviderProfile
 from app.units import KiB, MiB
 
-__all__ = ["Settings", "SettingsError", "settings_table", "with_settings_table"]
+#: Keys under it hold the hooks' pending and failed deliveries (app/hooks/outbox.py). No upload
+#: key can start with it: server-made keys start with the prefix and a uuid, a chosen key's
+#: segments never start with a dot, and S3_KEY_PREFIX may not overlap it.
+HOOKS_PREFIX = ".upload-hooks/"
+
+__all__ = ["HOOKS_PREFIX", "Settings", "SettingsError", "settings_table", "with_settings_table"]
 
 ChecksumMode = Literal["when_required", "when_supported"]
 AddressingStyle = Literal["auto", "path", "virtual"]
 PayloadSigning = Literal["auto", "on", "off"]
+
+
+def _valid_token_entries(entries: tuple[str, ...]) -> bool:
+    try:
+        parse_token_entries(entries)
+    except ValueError:
+        return False
+    return True
 
 
 def _endpoint_gives_path_style(read: Mapping[str, Any]) -> AddressingStyle:
@@ -235,12 +250,14 @@ class Settings:
     auth_tokens: tuple[str, ...] = names(
         "UPLOAD_AUTH_TOKENS",
         Rule(
-            lambda tokens: all(len(t) >= 16 and " " not in t for t in tokens),
-            "must be comma-separated tokens of at least 16 characters, without spaces",
+            _valid_token_entries,
+            "must be comma-separated `token` or `name:token` entries: tokens of at least 16 "
+            "characters without spaces, names of 1 to 64 of A-Z a-z 0-9 _ . @ -",
         ),
         default_doc="unset (open, with a warning at start-up)",
-        doc="comma-separated bearer tokens (16+ characters) allowed to upload; compared in "
-        "constant time, never logged",
+        doc="comma-separated bearer tokens (16+ characters) allowed to upload, each bare or "
+        "named `name:token` (e.g. `alice:…`); the name says who uploads in logs and hooks, a "
+        "bare token's name is empty. Compared in constant time, never logged nor sent",
     )
     cors_origins: tuple[str, ...] = names(
         "UPLOAD_CORS_ORIGINS",
@@ -278,6 +295,63 @@ class Settings:
         doc="`on`: the write that makes each object visible carries `If-None-Match: *`, so an "
         "existing object is never replaced (409 `key_exists`; [No overwrite](#no-overwrite))",
     )
+    # --- hooks (app/hooks/, docs/integrating.md) ---
+    hook_url: str | None = optional(
+        "UPLOAD_HOOK_URL",
+        doc="`http(s)://` URL the hooks are POSTed to (pre-create, post-finish, post-abort; "
+        "[Hooks](integrating.md#hooks)); needs `UPLOAD_HOOK_SECRET`",
+        default_doc="unset (no hooks)",
+    )
+    hook_secret: str | None = optional(
+        "UPLOAD_HOOK_SECRET",
+        doc="shared secret (16+ characters) that signs every hook call (HMAC-SHA256 in "
+        "`Upload-Hook-Signature`); required with `UPLOAD_HOOK_URL`, never logged nor sent",
+    )
+    hook_timeout: float = seconds(
+        "UPLOAD_HOOK_TIMEOUT",
+        5.0,
+        between(0.1, 60.0, "must be 0.1 to 60 seconds"),
+        doc="seconds one hook call may take (connect and answer); a pre-create call holds its "
+        "upload at most `(UPLOAD_HOOK_PRE_CREATE_RETRIES + 1) * UPLOAD_HOOK_TIMEOUT`",
+    )
+    hook_pre_create_retries: int = number(
+        "UPLOAD_HOOK_PRE_CREATE_RETRIES",
+        1,
+        between(0, 5),
+        doc="pre-create calls tried again, at once, after a timeout, a 5xx or no connection",
+    )
+    hook_fail_open: bool = flag(
+        "UPLOAD_HOOK_FAIL_OPEN",
+        doc="`on`: a pre-create hook that times out, answers 5xx or cannot be reached allows "
+        "the upload. Off: such an upload is refused with 503 `hook_unavailable`",
+    )
+    hook_delivery_attempts: int = number(
+        "UPLOAD_HOOK_DELIVERY_ATTEMPTS",
+        12,
+        between(1, 100),
+        doc="attempts to deliver a post-finish or post-abort event before it is moved to "
+        "`.upload-hooks/failed/` (logged and counted; [replay](integrating.md#replaying-failed-"
+        "deliveries))",
+    )
+    hook_backoff: float = seconds(
+        "UPLOAD_HOOK_BACKOFF",
+        2.0,
+        between(0.01, 3600.0, "must be 0.01 to 3600 seconds"),
+        doc="wait before the second delivery attempt; it doubles after each failure",
+    )
+    hook_backoff_max: float = seconds(
+        "UPLOAD_HOOK_BACKOFF_MAX",
+        600.0,
+        between(0.01, 86400.0, "must be 0.01 to 86400 seconds"),
+        doc="longest wait between two delivery attempts",
+    )
+    hook_poll_interval: float = seconds(
+        "UPLOAD_HOOK_POLL_INTERVAL",
+        10.0,
+        between(0.05, 3600.0, "must be 0.05 to 3600 seconds"),
+        doc="how often each instance lists the pending deliveries in the bucket (events of "
+        "other instances, and those left by a restart); its own new events go at once",
+    )
 
     def __post_init__(self) -> None:
         check_rules(self)
@@ -285,6 +359,25 @@ class Settings:
             raise SettingsError(
                 "UPLOAD_CORS_CREDENTIALS cannot be on with UPLOAD_CORS_ORIGINS=*: list the origins"
             )
+        if self.hook_url is not None:
+            if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.hook_url, re.IGNORECASE):
+                raise SettingsError("UPLOAD_HOOK_URL must be an http:// or https:// URL")
+            if self.hook_secret is None:
+                raise SettingsError("UPLOAD_HOOK_SECRET is required with UPLOAD_HOOK_URL")
+        if self.hook_secret is not None and len(self.hook_secret) < 16:
+            raise SettingsError("UPLOAD_HOOK_SECRET must be at least 16 characters")
+        if self.s3_key_prefix and (
+            self.s3_key_prefix.startswith(HOOKS_PREFIX)
+            or HOOKS_PREFIX.startswith(self.s3_key_prefix)
+        ):
+            raise SettingsError(
+                f"S3_KEY_PREFIX must not overlap {HOOKS_PREFIX!r}, reserved for hook deliveries"
+            )
+
+    @functools.cached_property
+    def bearer_tokens(self) -> tuple[BearerToken, ...]:
+        """UPLOAD_AUTH_TOKENS read as names and tokens (checked valid at construction)."""
+        return parse_token_entries(self.auth_tokens)
 
     @property
     def provider(self) -> ProviderProfile:

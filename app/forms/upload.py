@@ -3,7 +3,8 @@
 `FormUpload.handle()` takes the parser's events in order. Files stream into storage as they
 arrive, but none is made visible (completed) until `commit()`, which the endpoint calls only
 after the whole body parsed cleanly and which says what was stored (a `FormResult`);
-`abort()` undoes everything the request started.
+`abort()` undoes everything the request started. With a `pre_create` question (the
+pre-create hook), each file is asked about before any of its bytes is stored.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+from collections.abc import Awaitable, Callable
 
 from app.errors import (
     DigestMismatch,
@@ -25,8 +27,13 @@ from app.errors import (
 )
 from app.forms.keys import ORIGINAL_NAME_KEY, client_object_key, encoded_original_name, object_key
 from app.forms.multipart import Event, PartEnd, PartStart
+from app.hooks.caller import PreCreateDecision
+from app.hooks.events import NewFile
 from app.settings import Settings
 from app.storage import ObjectUpload, S3Client, StoredObject
+
+#: Asks the application whether a file may be stored (app/hooks/caller.py): raises to refuse.
+PreCreate = Callable[[NewFile], Awaitable[PreCreateDecision]]
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,128}")
@@ -81,10 +88,18 @@ class _Field:
 class FormUpload:
     """Routes one request's parts: file bytes to storage, field bytes to bounded buffers."""
 
-    def __init__(self, storage: S3Client, settings: Settings, *, body_size: int | None) -> None:
+    def __init__(
+        self,
+        storage: S3Client,
+        settings: Settings,
+        *,
+        body_size: int | None,
+        pre_create: PreCreate | None = None,
+    ) -> None:
         self.storage = storage
         self.settings = settings
         self.body_size = body_size
+        self.pre_create = pre_create
         self._files: list[_File] = []
         self._fields: dict[str, str | list[str]] = {}
         self._part_count = 0
@@ -98,16 +113,22 @@ class FormUpload:
         """Files whose upload began: what `abort()` undoes."""
         return len(self._files)
 
+    def started_files(self) -> list[dict[str, str]]:
+        """Field, filename and key of each file whose upload began (the post-abort hook's)."""
+        return [
+            {"field": f.field, "filename": f.filename, "key": f.upload.key} for f in self._files
+        ]
+
     async def handle(self, event: Event, offset: int) -> None:
         """Act on one parser event from the chunk that starts `offset` bytes into the body."""
         if isinstance(event, PartStart):
-            self._part = self._start(event, offset)
+            self._part = await self._start(event, offset)
         elif isinstance(event, PartEnd):
             await self._end()
         else:
             await self._write(event)
 
-    def _start(self, part: PartStart, offset: int) -> _File | _Field | None:
+    async def _start(self, part: PartStart, offset: int) -> _File | _Field | None:
         """The part that begins: a text field, a file, or None (no file chosen: dropped)."""
         self._part_count += 1
         if self._part_count > self.settings.max_parts:
@@ -119,19 +140,28 @@ class FormUpload:
             return _Field(part.field, bytearray())
         if part.filename == "":
             return None  # a browser form with no file chosen sends this; its bytes are dropped
-        return self._start_file(part, part.filename, offset)
+        return await self._start_file(part, part.filename, offset)
 
-    def _start_file(self, part: PartStart, filename: str, offset: int) -> _File:
+    async def _start_file(self, part: PartStart, filename: str, offset: int) -> _File:
         if len(self._files) >= self.settings.max_files:
             raise TooManyFiles(f"more than {self.settings.max_files} files in one request")
+        key = self._key_for(part.field, filename)
+        content_type = clean_content_type(part.content_type)
+        metadata = {ORIGINAL_NAME_KEY: encoded_original_name(filename)}
+        if self.pre_create is not None:
+            # Before any byte of the file is stored; a refusal raises. The hook's key wins.
+            fields = {k: v if isinstance(v, str) else list(v) for k, v in self._fields.items()}
+            decision = await self.pre_create(NewFile(part.field, filename, content_type, fields))
+            key = decision.key or key
+            metadata = {**decision.metadata, **metadata}
         # The rest of the body bounds this file's size: the best hint we have.
         hint = None if self.body_size is None else max(self.body_size - offset, 0)
         upload = self.storage.open_upload(
-            self._key_for(part.field, filename),
-            lambda: clean_content_type(part.content_type),
+            key,
+            content_type,
             size_hint=hint,
             on_budget_wait=self._spill_held,
-            metadata={ORIGINAL_NAME_KEY: encoded_original_name(filename)},
+            metadata=metadata,
             if_none_match=self.settings.no_overwrite,
         )
         file = _File(part.field, filename, upload)

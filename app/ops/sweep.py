@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.errors import StorageFailed
-from app.settings import Settings
+from app.settings import HOOKS_PREFIX, Settings
 from app.storage import S3Client
 from app.storage.failures import describe, error_code
 from app.storage.session import open_storage
@@ -53,6 +53,8 @@ async def sweep(
     found: list[Orphan] = []
     async with open_storage(settings) as storage:
         for upload in await _incomplete_uploads(storage, settings.s3_key_prefix):
+            if upload["Key"].startswith(HOOKS_PREFIX):
+                continue  # the hooks' records (never multipart, but never ours either)
             initiated: dt.datetime = upload["Initiated"]
             if initiated.tzinfo is None:
                 initiated = initiated.replace(tzinfo=dt.UTC)

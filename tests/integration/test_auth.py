@@ -114,3 +114,21 @@ async def test_token_never_appears_in_logs(
         body = multipart_body([FilePart("f", "a.bin", b"abc")])
         assert (await http.post("/uploads", content=body, headers=good)).status_code == 201
     assert TOKEN not in caplog.text and "not-the-token" not in caplog.text
+
+
+async def test_a_named_token_uploads_and_its_name_is_logged_not_the_token(
+    settings_for: Callable[..., Settings], bucket: Bucket, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="app.endpoints")
+    async with app_client(settings_for(auth_tokens=(f"alice:{TOKEN}", OTHER))) as http:
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        assert (await http.get("/auth", headers=auth)).status_code == 204
+        response = await http.post(
+            "/uploads",
+            content=multipart_body([FilePart("f", "a.bin", b"abc")]),
+            headers={**auth, "content-type": content_type()},
+        )
+    assert response.status_code == 201, response.text
+    [stored] = [r for r in caplog.records if r.getMessage().startswith("upload stored")]
+    assert stored.fields["uploader"] == "alice"  # type: ignore[attr-defined]
+    assert TOKEN not in caplog.text

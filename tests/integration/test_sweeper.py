@@ -90,3 +90,16 @@ def test_bad_duration_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
 )
 def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text).total_seconds() == seconds
+
+
+def test_with_no_prefix_the_hooks_records_are_never_swept(
+    bucket: Bucket, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("S3_BUCKET", bucket.name)
+    monkeypatch.setenv("S3_ENDPOINT_URL", bucket.endpoint)
+    monkeypatch.setenv("S3_KEY_PREFIX", "")  # set but empty: the whole bucket is the prefix
+    start_uploads(bucket, "a/1.bin", ".upload-hooks/pending/x.json")
+    assert main(["sweep", "--older-than", "0", "--apply"]) == 0
+    out = capsys.readouterr().out
+    assert "aborting a/1.bin" in out and ".upload-hooks" not in out
+    assert [u["Key"] for u in bucket.incomplete_uploads()] == [".upload-hooks/pending/x.json"]

@@ -265,7 +265,19 @@ def test_auth_tokens_are_comma_separated_and_trimmed() -> None:
     assert Settings.from_env({"S3_BUCKET": "b"}).auth_tokens == ()
 
 
-@pytest.mark.parametrize("tokens", ["short", "aaaaaaaaaaaaaaaa,tiny"])
+def test_auth_tokens_may_be_named() -> None:
+    settings = Settings.from_env(
+        {"S3_BUCKET": "b", "UPLOAD_AUTH_TOKENS": "alice:aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb"}
+    )
+    assert [(t.name, t.secret) for t in settings.bearer_tokens] == [
+        ("alice", "aaaaaaaaaaaaaaaa"),
+        ("", "bbbbbbbbbbbbbbbb"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "tokens", ["short", "aaaaaaaaaaaaaaaa,tiny", "alice:short", "bad name:aaaaaaaaaaaaaaaa"]
+)
 def test_short_auth_tokens_are_refused(tokens: str) -> None:
     with pytest.raises(SettingsError, match="UPLOAD_AUTH_TOKENS"):
         Settings.from_env({"S3_BUCKET": "b", "UPLOAD_AUTH_TOKENS": tokens})
@@ -439,3 +451,61 @@ def test_write_docs_refuses_a_page_without_the_markers(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="the page needs"):
         settings_main(["--write-docs", str(page)])
     assert page.read_text() == "# Title\n"
+
+
+def test_hooks_are_off_unless_a_url_is_set() -> None:
+    settings = Settings.from_env({"S3_BUCKET": "b"})
+    assert settings.hook_url is None and not settings.hook_fail_open
+
+
+def test_hook_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "S3_BUCKET": "b",
+            "UPLOAD_HOOK_URL": "https://app.example.com/upload-hooks",
+            "UPLOAD_HOOK_SECRET": "0123456789abcdef",
+            "UPLOAD_HOOK_TIMEOUT": "2.5",
+            "UPLOAD_HOOK_FAIL_OPEN": "on",
+            "UPLOAD_HOOK_PRE_CREATE_RETRIES": "0",
+            "UPLOAD_HOOK_DELIVERY_ATTEMPTS": "3",
+            "UPLOAD_HOOK_BACKOFF": "0.5",
+            "UPLOAD_HOOK_BACKOFF_MAX": "30",
+            "UPLOAD_HOOK_POLL_INTERVAL": "1",
+        }
+    )
+    assert settings.hook_url == "https://app.example.com/upload-hooks"
+    assert (settings.hook_timeout, settings.hook_fail_open) == (2.5, True)
+    assert (settings.hook_pre_create_retries, settings.hook_delivery_attempts) == (0, 3)
+    assert (settings.hook_backoff, settings.hook_backoff_max) == (0.5, 30.0)
+    assert settings.hook_poll_interval == 1.0
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"UPLOAD_HOOK_URL": "https://a.example/h"}, "UPLOAD_HOOK_SECRET is required"),
+        ({"UPLOAD_HOOK_URL": "ftp://a.example/h", "UPLOAD_HOOK_SECRET": "x" * 16}, "http"),
+        ({"UPLOAD_HOOK_URL": "https://a.example/h", "UPLOAD_HOOK_SECRET": "short"}, "16"),
+        ({"UPLOAD_HOOK_TIMEOUT": "0"}, "UPLOAD_HOOK_TIMEOUT"),
+        ({"UPLOAD_HOOK_DELIVERY_ATTEMPTS": "0"}, "UPLOAD_HOOK_DELIVERY_ATTEMPTS"),
+        ({"S3_KEY_PREFIX": ".upload-hooks/mine/"}, "S3_KEY_PREFIX"),
+        ({"S3_KEY_PREFIX": ".upload"}, "S3_KEY_PREFIX"),
+        ({"S3_KEY_PREFIX": "."}, "S3_KEY_PREFIX"),
+    ],
+)
+def test_invalid_hook_settings_are_refused(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env({"S3_BUCKET": "b", **environ})
+
+
+def test_the_secret_is_not_in_a_settings_error() -> None:
+    secret = "only-fifteen-ch"
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {
+                "S3_BUCKET": "b",
+                "UPLOAD_HOOK_URL": "https://a.example/",
+                "UPLOAD_HOOK_SECRET": secret,
+            }
+        )
+    assert secret not in str(caught.value)
