@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -134,7 +135,9 @@ async def _receive(
             # (that goes on: it is shielded). The connection is still open: answer.
             failure = _as_upload_error(asyncio.CancelledError())
         if hooks:
-            await hooks.aborted(context, failure.code, files.started_files())
+            # A shutdown cut-off here leaves the record to finish on its own; answer anyway.
+            with contextlib.suppress(asyncio.CancelledError):
+                await hooks.aborted(context, failure.code, files.started_files())
         return outcome.failed(failure, undone=files.files_started)
     except BaseException:
         # A bug: undo the uploads, then let it propagate (it becomes a JSON 500).
@@ -145,7 +148,10 @@ async def _receive(
             await hooks.aborted(context, "internal_error", files.started_files())
         raise
     if hooks:
-        await hooks.finished(context, _answer(result))
+        # The files are stored whatever happens to this task now: a shutdown cut-off here
+        # still gets the 201 (the record finishes on its own).
+        with contextlib.suppress(asyncio.CancelledError):
+            await hooks.finished(context, _answer(result))
     return outcome.stored(result)
 
 

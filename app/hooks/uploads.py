@@ -43,15 +43,17 @@ class UploadHooks:
         return pre_create
 
     async def finished(self, context: UploadContext, answer: dict[str, Any]) -> None:
-        """Files are stored; `answer` is what the client is told."""
-        await self.outbox.add(post_finish_event(context, answer))
+        """Files are stored; `answer` is what the client is told. The record is shielded: a
+        request cancelled meanwhile (shutdown) does not cut it short."""
+        await asyncio.shield(self.outbox.add(post_finish_event(context, answer)))
 
     async def aborted(
         self, context: UploadContext, reason: str, files: list[dict[str, str]]
     ) -> None:
-        """`files` were started and undone for `reason` (an error code); none: no event."""
+        """`files` were started and undone for `reason` (an error code); none: no event.
+        Shielded as `finished` is."""
         if files:
-            await self.outbox.add(post_abort_event(context, reason, files))
+            await asyncio.shield(self.outbox.add(post_abort_event(context, reason, files)))
 
 
 @contextlib.asynccontextmanager

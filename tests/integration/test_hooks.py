@@ -443,3 +443,60 @@ async def test_a_client_key_can_never_reach_the_hooks_prefix(
     async with app_client(hooked(client_keys=True, s3_key_prefix="")) as http:
         response = await upload(http, FormField("f.key", key), FilePart("f", "a.bin", DATA))
     assert_error(response, 400, "invalid_key")
+
+
+@pytest.mark.rclone
+@pytest.mark.faulty_proxy
+async def test_a_shutdown_cut_off_while_post_finish_is_recorded_still_answers_201(
+    hooked: Callable[..., Settings], receiver: HookReceiver, bucket: Bucket, proxy: FaultyS3
+) -> None:
+    """The store is slow to take the pending record (the proxy holds the second PutObject,
+    after the file's own) when uvicorn's graceful-shutdown time runs out and cancels the
+    request: the file is stored, so the client still gets 201, and the record, shielded,
+    still lands and is delivered."""
+    release = asyncio.Event()
+    proxy.faults = [Fault("PutObject", first=2, last=2, kind="hold", until=release)]
+    body = multipart_body([FilePart("video", "intro.mp4", DATA, "video/mp4")])
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # nothing more: the body was all sent
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/uploads",
+        "raw_path": b"/uploads",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"authorization", f"Bearer {TOKEN}".encode()),
+            (b"content-type", content_type().encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    served = app_client(hooked())
+    async with served:
+        task = asyncio.ensure_future(served.app(scope, receive, send))
+        await eventually(lambda: ("PutObject", 2, "hold") in proxy.broken)
+        task.cancel()  # what uvicorn does when its graceful-shutdown time is up
+        await asyncio.wait_for(task, timeout=60)
+        release.set()
+        await eventually(lambda: len(receiver.received("post-finish")) == 1)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    answer = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert start["status"] == 201, answer
+    bucket.assert_intact(answer["files"][0], DATA)
+    assert receiver.received("post-finish")[0]["files"] == answer["files"]
