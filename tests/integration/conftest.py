@@ -102,6 +102,29 @@ async def post_chunked(http: httpx.AsyncClient, data: bytes) -> httpx.Response:
     )
 
 
+def scope_for(body_size: int, *headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    """The ASGI scope of a POST /uploads of a form of `body_size` bytes, as uvicorn makes it,
+    for tests that drive the app with raw ASGI messages."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/uploads",
+        "raw_path": b"/uploads",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", content_type().encode()),
+            (b"content-length", str(body_size).encode()),
+            *headers,
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
     """The documented error answer: `status`, and a JSON error with `code` and a message."""
     assert response.status_code == status, response.text

@@ -15,33 +15,13 @@ import pytest
 
 from app.settings import Settings
 from harness.faulty_s3 import Fault, FaultyS3
-from harness.forms import FilePart, content_type, multipart_body, part_head
+from harness.forms import FilePart, multipart_body, part_head
 from harness.store import Bucket
-from tests.integration.conftest import PART, app_client
+from tests.integration.conftest import PART, app_client, scope_for
 
 pytestmark = pytest.mark.anyio
 
 FILE = FilePart("file", "big.bin", bytes(4 * PART))
-
-
-def scope_for(body_size: int) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/uploads",
-        "raw_path": b"/uploads",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"content-type", content_type().encode()),
-            (b"content-length", str(body_size).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
 
 
 class Receiver:

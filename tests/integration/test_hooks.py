@@ -23,7 +23,7 @@ from harness.faulty_s3 import Fault, FaultyS3
 from harness.forms import FilePart, chunked, content_type, multipart_body
 from harness.hooks import STALL, HookReceiver, Reply
 from harness.store import Bucket, sha256
-from tests.integration.conftest import app_client, assert_error
+from tests.integration.conftest import app_client, assert_error, scope_for
 
 pytestmark = pytest.mark.anyio
 
@@ -469,24 +469,7 @@ async def test_a_shutdown_cut_off_while_post_finish_is_recorded_still_answers_20
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/uploads",
-        "raw_path": b"/uploads",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"authorization", f"Bearer {TOKEN}".encode()),
-            (b"content-type", content_type().encode()),
-            (b"content-length", str(len(body)).encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    scope = scope_for(len(body), (b"authorization", f"Bearer {TOKEN}".encode()))
     served = app_client(hooked())
     async with served:
         task = asyncio.ensure_future(served.app(scope, receive, send))
