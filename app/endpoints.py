@@ -133,7 +133,7 @@ async def _receive(
         except asyncio.CancelledError:
             # uvicorn's graceful-shutdown time ran out while the uploads were being undone
             # (that goes on: it is shielded). The connection is still open: answer.
-            failure = _as_upload_error(asyncio.CancelledError())
+            failure = _shut_down()
         if hooks:
             # A shutdown cut-off here leaves the record to finish on its own; answer anyway.
             with contextlib.suppress(asyncio.CancelledError):
@@ -162,8 +162,12 @@ def _as_upload_error(exc: UploadError | ClientDisconnect | asyncio.CancelledErro
         # uvicorn cancels requests still running when its graceful-shutdown time is up. The
         # connection is still open: answer in our JSON shape rather than uvicorn's plain 500
         # (the client may retry against another instance).
-        return ShuttingDown("the server shut down before the upload finished; retry it")
+        return _shut_down()
     return exc
+
+
+def _shut_down() -> ShuttingDown:
+    return ShuttingDown("the server shut down before the upload finished; retry it")
 
 
 class Outcome:

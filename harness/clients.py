@@ -136,12 +136,13 @@ class CurlResult:
 
 
 class Curl:
-    """`curl --form file=@PATH URL` as a child process: the answer and --write-out's text."""
+    """`curl --form file=@PATH URL` as a child process: the answer and --write-out's text.
+    With `path` None, the request is whatever `options` make it."""
 
     def __init__(
         self,
         url: str,
-        path: Path,
+        path: Path | None,
         *,
         binary: str = "curl",
         write_out: str = "%{http_code}",
@@ -153,7 +154,10 @@ class Curl:
         command += [str(max_time), "--output", "-", "--write-out", "\n" + write_out]
         if limit_rate is not None:
             command += ["--limit-rate", limit_rate]
-        command += [*options, "--form", f"file=@{path}", url]
+        command += options
+        if path is not None:
+            command += ["--form", f"file=@{path}"]
+        command.append(url)
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )

@@ -15,14 +15,13 @@ import dataclasses
 import json
 import signal
 import socket
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from moto.server import ThreadedMotoServer
 
-from harness.clients import get_metric
+from harness.clients import Curl, get_metric
 from harness.forms import write_generated
 from harness.nginx import Nginx, PlainNginx
 from harness.processes import free_port, wait_until
@@ -254,31 +253,11 @@ def bodies(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path]:
     return big, small
 
 
-def curl(curl_bin: str, url: str, arguments: list[str]) -> tuple[int, bytes]:
+def curl(curl_bin: str, url: str, arguments: list[str]) -> tuple[int, str]:
     """(status, body) of one request; curl's own failure (a reset, say) fails the test."""
-    result = subprocess.run(
-        [
-            curl_bin,
-            "--silent",
-            "--show-error",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "60",
-            "--output",
-            "-",
-            "--write-out",
-            "\n%{http_code}",
-            *arguments,
-            url,
-        ],
-        capture_output=True,
-        timeout=90,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")
-    body, _, status = result.stdout.rpartition(b"\n")
-    return int(status), body
+    result = Curl(url, None, binary=curl_bin, max_time=60, options=arguments).wait(timeout=90)
+    assert result.returncode == 0, result.stderr
+    return result.status, result.body
 
 
 @pytest.mark.parametrize("route", ROUTES)
