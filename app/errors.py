@@ -149,6 +149,83 @@ class HookInvalidAnswer(UploadError):
     code = "hook_invalid_answer"
 
 
+# --- resumable uploads (/files/) --------------------------------------------------------------
+
+
+class UnsupportedProtocol(UploadError):
+    """Neither tus 1.0.0 nor an IETF draft interop version this server speaks."""
+
+    status_code = 412
+    code = "unsupported_protocol"
+
+
+class InvalidUploadHeader(UploadError):
+    """A resumable-upload header is missing or malformed (Upload-Offset, Upload-Length...)."""
+
+    status_code = 400
+    code = "invalid_header"
+
+
+class InvalidMetadata(UploadError):
+    status_code = 400
+    code = "invalid_metadata"
+
+
+class UploadNotFound(UploadError):
+    status_code = 404
+    code = "upload_not_found"
+
+
+class UploadExpired(UploadError):
+    status_code = 410
+    code = "upload_expired"
+
+
+class OffsetMismatch(UploadError):
+    """The request's Upload-Offset is not the upload's offset; the answer carries the right one."""
+
+    status_code = 409
+    code = "offset_mismatch"
+
+
+class UploadLocked(UploadError):
+    """Another request is appending to the same upload (tus: 423; the IETF drafts: 409)."""
+
+    status_code = 423
+    code = "upload_locked"
+
+
+class UploadCompleted(UploadError):
+    status_code = 400
+    code = "upload_completed"
+
+
+class LengthMismatch(UploadError):
+    """The upload's length, once recorded, cannot change."""
+
+    status_code = 400
+    code = "length_mismatch"
+
+
+class LengthExceeded(UploadError):
+    """Bytes past the upload's declared length: the request is discarded whole."""
+
+    status_code = 413
+    code = "upload_length_exceeded"
+
+
+class UnsupportedChecksum(UploadError):
+    status_code = 400
+    code = "unsupported_checksum"
+
+
+class ChecksumMismatch(UploadError):
+    """tus's 460: the PATCH's bytes do not match its Upload-Checksum; none of them is kept."""
+
+    status_code = 460
+    code = "checksum_mismatch"
+
+
 class StorageFailed(UploadError):
     status_code = 502
     code = "storage_error"

@@ -25,6 +25,8 @@ from app.errors import http_exception_handler, unexpected_error_handler
 from app.hooks.uploads import open_hooks
 from app.lingering import CountOpenRequests, OpenRequests
 from app.logs import configure_logging
+from app.resumable import endpoints as resumable
+from app.resumable.uploads import ResumableUploads
 from app.settings import Settings
 from app.storage.memory import pin_malloc_thresholds
 from app.storage.session import open_storage
@@ -46,6 +48,7 @@ def create_app(settings: Settings) -> Starlette:
         async with open_storage(settings) as storage, open_hooks(settings, storage) as hooks:
             app.state.storage = storage
             app.state.hooks = hooks
+            app.state.resumable = ResumableUploads(storage, settings)
             logger.info(
                 "ready: bucket=%s endpoint=%s prefix=%s part_size=%d threshold=%d",
                 settings.s3_bucket,
@@ -63,6 +66,12 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/uploads", endpoints.upload, methods=["POST"]),
+            Route("/files/", resumable.files, methods=["POST", "OPTIONS"]),
+            Route(
+                "/files/{upload_id}",
+                resumable.upload_resource,
+                methods=["HEAD", "PATCH", "DELETE", "OPTIONS", "POST"],
+            ),
             Route("/auth", endpoints.auth, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/readyz", endpoints.readyz, methods=["GET"]),

@@ -42,6 +42,15 @@ BYTES_STORED = Counter("upload_stored_bytes", "File bytes stored in objects made
 OBJECTS_STORED = Counter(
     "upload_objects_stored", "Objects made visible, by strategy.", ["strategy"]
 )
+RESUMABLE = Counter(
+    "upload_resumable",
+    "Resumable upload events: created, resumed (an append after the first), completed, "
+    "expired (removed by the sweep), terminated, conflict (refused: another request held it).",
+    ["event"],
+)
+RESUMABLE_BYTES = Counter(
+    "upload_resumable_appended_bytes", "Bytes appended to resumable uploads and kept."
+)
 UPLOADS_IN_FLIGHT = Gauge(
     "upload_requests_in_flight", "Upload requests being handled.", multiprocess_mode="livesum"
 )

@@ -49,12 +49,22 @@ from app.units import KiB, MiB
 #: key can start with it: server-made keys start with the prefix and a uuid, a chosen key's
 #: segments never start with a dot, and S3_KEY_PREFIX may not overlap it.
 HOOKS_PREFIX = ".upload-hooks/"
+#: Resumable uploads' bookkeeping (app/resumable/state.py): never under S3_KEY_PREFIX.
+RESUMABLE_PREFIX = ".upload-resumable/"
 
-__all__ = ["HOOKS_PREFIX", "Settings", "SettingsError", "settings_table", "with_settings_table"]
+__all__ = [
+    "HOOKS_PREFIX",
+    "RESUMABLE_PREFIX",
+    "Settings",
+    "SettingsError",
+    "settings_table",
+    "with_settings_table",
+]
 
 ChecksumMode = Literal["when_required", "when_supported"]
 AddressingStyle = Literal["auto", "path", "virtual"]
 PayloadSigning = Literal["auto", "on", "off"]
+ConditionalWrites = Literal["auto", "on", "off"]
 
 
 def _valid_token_entries(entries: tuple[str, ...]) -> bool:
@@ -295,6 +305,32 @@ class Settings:
         doc="`on`: the write that makes each object visible carries `If-None-Match: *`, so an "
         "existing object is never replaced (409 `key_exists`; [No overwrite](#no-overwrite))",
     )
+    # --- resumable uploads (app/resumable/, docs/resumable.md) ---
+    resumable_expiry: float = seconds(
+        "UPLOAD_RESUMABLE_EXPIRY",
+        86400.0,
+        between(60.0, 30 * 86400.0, "must be 60 seconds to 30 days"),
+        doc="seconds after its last append that an unfinished resumable upload expires "
+        "(`Upload-Expires`); `python -m app sweep` then removes what it left",
+    )
+    resumable_lease: float = seconds(
+        "UPLOAD_RESUMABLE_LEASE",
+        15.0,
+        between(3.0, 600.0, "must be 3 to 600 seconds"),
+        doc="seconds a request appending to a resumable upload holds it against other "
+        "requests without renewing (it renews every third of it): how long an instance killed "
+        "mid-request blocks the upload",
+    )
+    s3_conditional_writes: ConditionalWrites = choice(  # noqa: RUF009 - a str, immutable
+        "S3_CONDITIONAL_WRITES",
+        "auto",
+        ConditionalWrites,
+        lower=True,
+        default_doc="`auto`: the provider's (`aws`, `minio`, `r2`: on)",
+        doc="whether the store enforces `If-None-Match` and `If-Match` on PutObject; on, two "
+        "instances cannot append to one resumable upload at once "
+        "([Resumable uploads](resumable.md#several-instances))",
+    )
     # --- hooks (app/hooks/, docs/integrating.md) ---
     hook_url: str | None = optional(
         "UPLOAD_HOOK_URL",
@@ -366,18 +402,27 @@ class Settings:
                 raise SettingsError("UPLOAD_HOOK_SECRET is required with UPLOAD_HOOK_URL")
         if self.hook_secret is not None and len(self.hook_secret) < 16:
             raise SettingsError("UPLOAD_HOOK_SECRET must be at least 16 characters")
-        if self.s3_key_prefix and (
-            self.s3_key_prefix.startswith(HOOKS_PREFIX)
-            or HOOKS_PREFIX.startswith(self.s3_key_prefix)
+        for reserved, purpose in (
+            (HOOKS_PREFIX, "hook deliveries"),
+            (RESUMABLE_PREFIX, "resumable uploads' state"),
         ):
-            raise SettingsError(
-                f"S3_KEY_PREFIX must not overlap {HOOKS_PREFIX!r}, reserved for hook deliveries"
-            )
+            if self.s3_key_prefix and (
+                self.s3_key_prefix.startswith(reserved) or reserved.startswith(self.s3_key_prefix)
+            ):
+                raise SettingsError(
+                    f"S3_KEY_PREFIX must not overlap {reserved!r}, reserved for {purpose}"
+                )
 
     @functools.cached_property
     def bearer_tokens(self) -> tuple[BearerToken, ...]:
         """UPLOAD_AUTH_TOKENS read as names and tokens (checked valid at construction)."""
         return parse_token_entries(self.auth_tokens)
+
+    @property
+    def conditional_writes(self) -> bool:
+        if self.s3_conditional_writes == "auto":
+            return self.provider.conditional_writes
+        return self.s3_conditional_writes == "on"
 
     @property
     def provider(self) -> ProviderProfile:

@@ -111,6 +111,10 @@ class UploadIntegrity:
         self.check_answer(f"part {number}", response, sent)
         self._parts[number] = sent
 
+    def remember(self, number: int, sent: Sent) -> None:
+        """Part `number` was stored by an earlier request (a resumable upload's) with `sent`."""
+        self._parts[number] = sent
+
     def completion_fields(self, number: int) -> dict[str, str]:
         """What CompleteMultipartUpload lists for part `number` besides its ETag."""
         crc = self._parts.get(number, {}).get("ChecksumCRC32C")

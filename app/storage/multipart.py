@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from app.storage.buffers import PartBuffer
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
     from app.storage.client import S3Client
 
 logger = logging.getLogger("app.storage.multipart")
+
+#: Told of each part once it is stored: its number, size, ETag and the checksum arguments sent.
+OnPartStored = Callable[[int, int, str, dict[str, str]], None]
 
 
 class MultipartUpload:
@@ -26,13 +30,19 @@ class MultipartUpload:
         upload_id: str,
         integrity: UploadIntegrity,
         parts_in_flight: int,
+        *,
+        first_part: int = 1,
+        on_part_stored: OnPartStored | None = None,
     ) -> None:
+        """`first_part`: the number of the first part sent through this object (a resumable
+        upload goes on from the parts earlier requests stored)."""
         self.storage = storage
         self.key = key
         self.upload_id = upload_id
         self._integrity = integrity
         self._etags: dict[int, str] = {}  # of the parts stored, by part number
-        self._parts = PartScheduler(parts_in_flight, self._send)
+        self._parts = PartScheduler(parts_in_flight, self._send, first_number=first_part)
+        self._on_part_stored = on_part_stored
 
     @classmethod
     async def create(
@@ -113,4 +123,6 @@ class MultipartUpload:
         )
         self._integrity.check_part(number, response, sent)
         self._etags[number] = response["ETag"]
+        if self._on_part_stored is not None:
+            self._on_part_stored(number, body.size, response["ETag"], dict(sent))
         body.release(reuse=True)

@@ -22,11 +22,12 @@ SendPart = Callable[[int, PartBuffer], Awaitable[None]]
 class PartScheduler:
     """Runs `send` for each part submitted, with at most `slots` running at once."""
 
-    def __init__(self, slots: int, send: SendPart) -> None:
+    def __init__(self, slots: int, send: SendPart, *, first_number: int = 1) -> None:
+        """`first_number`: the number of the first part submitted (a resumed upload's next)."""
         self._slots = asyncio.Semaphore(slots)
         self._send = send
         self._tasks: set[asyncio.Task[None]] = set()
-        self._next_number = 1
+        self._next_number = first_number
         self.failure: BaseException | None = None  # the first part that failed, if any
 
     async def submit(self, body: PartBuffer) -> None:

@@ -41,19 +41,33 @@ class ProviderProfile:
     equal_parts: bool
     #: Parts per multipart upload the store accepts.
     max_parts: int = 10_000
+    #: PutObject honours If-None-Match: * and If-Match (resumable uploads' leases).
+    conditional_writes: bool = False
 
 
 PROFILES: dict[str, ProviderProfile] = {
     # AWS: ETags are not MD5s under SSE-KMS/SSE-C, so the CRC32C checksums are what we verify.
-    "aws": ProviderProfile("aws", part_checksum="crc32c", etags_are_md5=False, equal_parts=False),
+    "aws": ProviderProfile(
+        "aws",
+        part_checksum="crc32c",
+        etags_are_md5=False,
+        equal_parts=False,
+        conditional_writes=True,
+    ),
     # MinIO verifies flexible checksums; a CRC32C costs far less CPU than an MD5.
     "minio": ProviderProfile(
-        "minio", part_checksum="crc32c", etags_are_md5=False, equal_parts=False
+        "minio",
+        part_checksum="crc32c",
+        etags_are_md5=False,
+        equal_parts=False,
+        conditional_writes=True,
     ),
     # B2 refuses x-amz-checksum-* headers; it verifies Content-MD5.
     "b2": ProviderProfile("b2", part_checksum="md5", etags_are_md5=False, equal_parts=False),
     # R2 verifies Content-MD5; its multipart ETags are not MD5 of MD5s.
-    "r2": ProviderProfile("r2", part_checksum="md5", etags_are_md5=False, equal_parts=True),
+    "r2": ProviderProfile(
+        "r2", part_checksum="md5", etags_are_md5=False, equal_parts=True, conditional_writes=True
+    ),
     # Anything else (rclone serve s3, Ceph RGW, SeaweedFS, ...): the most widely supported.
     "generic": ProviderProfile(
         "generic", part_checksum="md5", etags_are_md5=True, equal_parts=False

@@ -1,0 +1,415 @@
+"""Resumable uploads' operations: create, read the offset, append, complete, terminate.
+
+Every operation that changes an upload holds its lease first: the state's `lease` is set by
+a conditional write of the state (app/resumable/state.py), so of two requests on any two
+instances one holds it and the other is refused (423, or 409 in the IETF drafts). The lease
+expires (UPLOAD_RESUMABLE_LEASE_SECONDS) unless renewed, which a long append does every third
+of it, so an instance killed mid-request blocks the upload only that long. Within one
+process a second request is refused before any store round trip.
+
+The offset any answer gives is bytes durably in the bucket: the state is written before the
+answer, and only bytes in stored parts or a stored tail count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import mimetypes
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from app import metrics
+from app.errors import (
+    BodyTooLarge,
+    StorageFailed,
+    UploadCompleted,
+    UploadExpired,
+    UploadLocked,
+    UploadNotFound,
+)
+from app.forms.keys import ORIGINAL_NAME_KEY, encoded_original_name, safe_filename
+from app.resumable import sha256
+from app.resumable.append import Append, Appended, object_record
+from app.resumable.state import (
+    Lease,
+    ResumableState,
+    StateConflict,
+    StateStore,
+)
+from app.settings import Settings
+from app.storage import S3Client
+from app.storage.failures import describe, error_code
+from app.storage.integrity import UploadIntegrity
+from app.storage.multipart import MultipartUpload
+from app.storage.partsize import ObjectTooLarge, plan_part_size
+
+logger = logging.getLogger("app.resumable")
+
+#: Upload ids are 128 random bits in hex: unguessable, and the URL is the capability.
+ID_BYTES = 16
+
+
+def valid_id(text: str) -> bool:
+    return len(text) == 2 * ID_BYTES and all(c in "0123456789abcdef" for c in text)
+
+
+@dataclasses.dataclass(frozen=True)
+class NewUpload:
+    """What a creation request asks for."""
+
+    length: int | None
+    metadata_header: str
+    metadata: dict[str, str]
+    owner: str | None
+    protocol: str
+
+
+class ResumableUploads:
+    """The process's resumable uploads: one per app, over the shared S3Client."""
+
+    def __init__(self, storage: S3Client, settings: Settings) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.states = StateStore(storage, conditional_writes=settings.conditional_writes)
+        self._held_here: set[str] = set()  # uploads a request of this process holds
+
+    # --- create ----------------------------------------------------------------------------
+
+    async def create(self, new: NewUpload) -> tuple[ResumableState, str]:
+        """CreateMultipartUpload and the first state; returns the state and its ETag."""
+        settings, storage = self.settings, self.storage
+        provider = storage.provider
+        if (
+            settings.max_body_bytes
+            and new.length is not None
+            and new.length > settings.max_body_bytes
+        ):
+            raise BodyTooLarge(
+                f"Upload-Length {new.length} is larger than the limit of "
+                f"{settings.max_body_bytes} bytes"
+            )
+        try:
+            part_size = plan_part_size(settings.part_size, new.length, provider.max_parts)
+        except ObjectTooLarge as exc:
+            raise BodyTooLarge(str(exc)) from None
+        filename = new.metadata.get("filename") or new.metadata.get("name") or ""
+        content_type = (
+            new.metadata.get("filetype")
+            or new.metadata.get("type")
+            or new.metadata.get("contentType")
+            or (mimetypes.guess_type(filename)[0] if filename else None)
+            or "application/octet-stream"
+        )
+        upload_id = secrets.token_hex(ID_BYTES)
+        key = f"{settings.s3_key_prefix}{upload_id}/{safe_filename(filename or 'file')}"
+        object_metadata = {ORIGINAL_NAME_KEY: encoded_original_name(filename)} if filename else {}
+        multipart = await MultipartUpload.create(
+            storage,
+            key,
+            UploadIntegrity(provider, key),
+            content_type=content_type,
+            metadata={"Metadata": object_metadata} if object_metadata else {},
+        )
+        now = time.time()
+        state = ResumableState(
+            id=upload_id,
+            key=key,
+            upload_id=multipart.upload_id,
+            length=new.length,
+            part_size=part_size,
+            part_cap=storage.largest_part(),
+            growing=new.length is None and not provider.equal_parts,
+            metadata=new.metadata_header,
+            filename=filename,
+            content_type=content_type,
+            owner=new.owner,
+            protocol=new.protocol,
+            created=now,
+            expires=now + settings.resumable_expiry,
+            sha256_state=sha256.ResumableSha256().state() if sha256.available() else None,
+        )
+        try:
+            etag = await self.states.create(state)
+        except (StorageFailed, StateConflict):
+            with contextlib.suppress(StorageFailed):
+                await multipart.abort()
+            raise
+        metrics.RESUMABLE.labels("created").inc()
+        logger.info("resumable upload %s created for %s", upload_id, key)
+        return state, etag
+
+    # --- read ------------------------------------------------------------------------------
+
+    async def status(self, upload_id: str, owner: str | None) -> ResumableState:
+        """The upload's state for HEAD: completed first if all its bytes are in."""
+        state, _ = await self._load(upload_id, owner)
+        if state.completed is None and state.length is not None and state.offset == state.length:
+            # Every byte is stored but the completion failed or was cut off: finish it now,
+            # so that an answer with offset == length always means the object exists.
+            async with self.holding(upload_id, owner) as held:
+                if held.state.completed is None:
+                    await self.complete(held)
+                return held.state
+        return state
+
+    async def _load(self, upload_id: str, owner: str | None) -> tuple[ResumableState, str]:
+        loaded = await self.states.load(upload_id) if valid_id(upload_id) else None
+        if loaded is None or loaded[0].owner != owner:
+            # Another token's upload is as good as unknown: its existence is not told.
+            raise UploadNotFound("no such upload (it may have been terminated or expired)")
+        state, etag = loaded
+        if state.expired():
+            raise UploadExpired("the upload expired; start a new one")
+        return state, etag
+
+    # --- the lease -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def holding(self, upload_id: str, owner: str | None) -> AsyncIterator[Held]:
+        """Hold the upload's lease for the block (see the module docstring)."""
+        if upload_id in self._held_here:
+            metrics.RESUMABLE.labels("conflict").inc()
+            raise UploadLocked("another request is appending to this upload; retry shortly")
+        self._held_here.add(upload_id)
+        try:
+            state, etag = await self._load(upload_id, owner)
+            now = time.time()
+            if state.lease is not None and state.lease.held(now):
+                metrics.RESUMABLE.labels("conflict").inc()
+                raise UploadLocked(
+                    "another request is appending to this upload; retry in "
+                    f"{max(state.lease.until - now, 0):.0f} s at most"
+                )
+            state.lease = Lease(secrets.token_hex(8), now + self.settings.resumable_lease)
+            try:
+                etag = await self.states.save(state, etag)
+            except StateConflict:
+                metrics.RESUMABLE.labels("conflict").inc()
+                raise UploadLocked(
+                    "another request took this upload first; retry shortly"
+                ) from None
+            held = Held(self, state, etag)
+            try:
+                yield held
+            finally:
+                # The lease is given back even when the request was cancelled.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(held.release())
+        finally:
+            self._held_here.discard(upload_id)
+
+    # --- append ----------------------------------------------------------------------------
+
+    async def append(
+        self,
+        held: Held,
+        append: Append,
+        chunks: AsyncIterator[bytes],
+        *,
+        complete: bool,
+        checkpoints: bool,
+    ) -> ResumableState:
+        """Take the request's bytes into the upload, then write the state (and complete it
+        when its last byte is in). A request cut off keeps what it can, unless
+        `checkpoints` is off (a checksummed or chunked request: discarded whole)."""
+        state = held.state
+        renewal = held.renew_while(append if checkpoints else None)
+        try:
+            try:
+                async for chunk in chunks:
+                    await append.write(chunk)
+            except BaseException:
+                if not checkpoints:
+                    raise
+                # Cut off: keep what reached the bucket (the body's tail bytes too).
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._keep_cut_off(held, append))
+                raise
+            done = complete or (state.length is not None and append.new_offset == state.length)
+            appended = await append.finish(complete=done)
+        except BaseException:
+            await asyncio.shield(append.stop())
+            raise
+        finally:
+            await renewal.stop()
+        if append.received:
+            metrics.RESUMABLE_BYTES.inc(append.received)
+        await held.commit(appended, extend=append.received > 0)
+        if done:
+            if state.length is None:
+                state.length = state.offset
+            await self.complete(held)
+        return state
+
+    async def _keep_cut_off(self, held: Held, append: Append) -> None:
+        appended = await append.finish(complete=False)
+        await held.commit(appended, extend=True)
+
+    # --- complete and terminate ------------------------------------------------------------
+
+    async def complete(self, held: Held) -> None:
+        """CompleteMultipartUpload from the parts in the state; the state records the object."""
+        state, storage = held.state, self.storage
+        integrity = UploadIntegrity(storage.provider, state.key)
+        for part in state.parts:
+            integrity.remember(part.number, part.checks)
+        parts = [
+            {"ETag": p.etag, "PartNumber": p.number, **integrity.completion_fields(p.number)}
+            for p in state.parts
+        ]
+        final_write = {"IfNoneMatch": "*"} if self.settings.no_overwrite else {}
+        try:
+            response = await storage.call(
+                "CompleteMultipartUpload",
+                storage.client.complete_multipart_upload,
+                Key=state.key,
+                UploadId=state.upload_id,
+                MultipartUpload={"Parts": parts},
+                **final_write,
+            )
+        except StorageFailed as exc:
+            if error_code(exc.__cause__ or exc) != "NoSuchUpload":
+                raise
+            # An earlier completion went through but its answer was lost.
+            response = await self._completed_object(state)
+        else:
+            integrity.check_complete(response, len(parts))
+        digest = None
+        if state.sha256_state is not None and sha256.available():
+            digest = sha256.ResumableSha256(state.sha256_state).hexdigest()
+        state.completed = object_record(state, digest, response)
+        old_tail = state.tail
+        state.tail = None
+        await held.save()
+        if old_tail is not None:
+            await self._delete_quietly(old_tail.key)
+        metrics.RESUMABLE.labels("completed").inc()
+        metrics.BYTES_STORED.inc(state.offset)
+        metrics.OBJECTS_STORED.labels("multipart").inc()
+        logger.info(
+            "resumable upload %s completed: %s, %d bytes", state.id, state.key, state.offset
+        )
+
+    async def _completed_object(self, state: ResumableState) -> dict[str, Any]:
+        storage = self.storage
+        try:
+            head = await storage.client.head_object(Bucket=storage.bucket, Key=state.key)  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise StorageFailed(
+                f"the multipart upload of {state.key} is gone and no object is there: "
+                f"{describe(exc)}"
+            ) from exc
+        if int(head.get("ContentLength", -1)) != state.offset:
+            raise StorageFailed(f"the object at {state.key} is not this upload's")
+        return dict(head)
+
+    async def terminate(self, upload_id: str, owner: str | None) -> None:
+        """DELETE: abort the multipart upload and remove the bookkeeping."""
+        async with self.holding(upload_id, owner) as held:
+            state = held.state
+            if state.completed is not None:
+                raise UploadCompleted("the upload is complete; its object stays")
+            with contextlib.suppress(StorageFailed):
+                await self.storage.call(
+                    "AbortMultipartUpload",
+                    self.storage.client.abort_multipart_upload,
+                    Key=state.key,
+                    UploadId=state.upload_id,
+                )
+            await self.states.remove_all(upload_id)
+            held.released = True
+        metrics.RESUMABLE.labels("terminated").inc()
+        logger.info("resumable upload %s terminated", upload_id)
+
+    async def _delete_quietly(self, key: str) -> None:
+        try:
+            await self.storage.delete(key)
+        except StorageFailed as exc:
+            logger.warning("could not delete %s (the sweep will): %s", key, exc.message)
+
+
+class Held:
+    """An upload whose lease this request holds: its state, and the writes of it."""
+
+    def __init__(self, uploads: ResumableUploads, state: ResumableState, etag: str) -> None:
+        self._uploads = uploads
+        self.state = state
+        self._etag = etag
+        self._writing = asyncio.Lock()  # a renewal and the final write never overlap
+        self.released = False  # the lease was given back (or the state removed)
+
+    async def save(self) -> None:
+        """Write the state, still leased."""
+        async with self._writing:
+            await self._save(self.state)
+
+    async def _save(self, state: ResumableState) -> None:
+        try:
+            self._etag = await self._uploads.states.save(state, self._etag)
+        except StateConflict:
+            raise UploadLocked(
+                "the upload's lease ran out and another request took it; retry"
+            ) from None
+
+    async def commit(self, appended: Appended, *, extend: bool) -> None:
+        """The request's bytes into the state; the old tail removed once it is replaced."""
+        state = self.state
+        old_tail = state.tail
+        appended.apply(state)
+        if extend:
+            state.expires = time.time() + self._uploads.settings.resumable_expiry
+        await self.save()
+        if old_tail is not None and state.tail != old_tail:
+            await self._uploads._delete_quietly(old_tail.key)
+
+    async def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        async with self._writing:
+            self.state.lease = None
+            await self._save(self.state)
+
+    def renew_while(self, append: Append | None) -> Renewal:
+        """Renew the lease until stopped; with `append`, each renewal also records the parts
+        it has stored so far (a checkpoint), so an instance killed mid-request loses little."""
+        return Renewal(self, append)
+
+
+class Renewal:
+    def __init__(self, held: Held, append: Append | None) -> None:
+        self._held = held
+        self._append = append
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        held = self._held
+        every = held._uploads.settings.resumable_lease / 3
+        while True:
+            await asyncio.sleep(every)
+            async with held._writing:
+                state = held.state
+                lease = state.lease
+                if lease is None:
+                    return
+                lease.until = time.time() + held._uploads.settings.resumable_lease
+                snapshot = state
+                if self._append is not None:
+                    durable = self._append.durable()
+                    if durable.parts:
+                        snapshot = dataclasses.replace(state, parts=[*state.parts])
+                        durable.apply(snapshot)
+                try:
+                    await held._save(snapshot)
+                except (UploadLocked, StorageFailed) as exc:
+                    logger.warning("lease renewal of %s failed: %s", state.id, exc)
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -1,0 +1,254 @@
+"""Resumable uploads at /files/ (app/resumable/) against moto, which enforces conditional
+writes: tus 1.0 and the IETF draft, bytes read back by SHA-256, the bucket left clean."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from app.settings import RESUMABLE_PREFIX, Settings
+from harness.store import Bucket, MiB
+from tests.integration.conftest import app_client, assert_error
+
+TUS = {"Tus-Resumable": "1.0.0"}
+IETF_05 = {"Upload-Draft-Interop-Version": "6"}
+IETF_03 = {"Upload-Draft-Interop-Version": "5"}
+OCTETS = {"Content-Type": "application/offset+octet-stream"}
+
+pytestmark = pytest.mark.anyio
+
+
+def metadata(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+@pytest.fixture
+def settings(settings_for: Callable[..., Settings]) -> Settings:
+    return settings_for(s3_conditional_writes="on")
+
+
+@pytest.fixture
+async def http(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(settings) as client:
+        yield client
+
+
+async def create(http: httpx.AsyncClient, length: int, **extra: str) -> str:
+    response = await http.post(
+        "/files/",
+        headers={
+            **TUS,
+            "Upload-Length": str(length),
+            "Upload-Metadata": metadata(filename="a.bin"),
+            **extra,
+        },
+    )
+    assert response.status_code == 201, response.text
+    location = response.headers["location"]
+    assert location.startswith("/files/") and len(location) == len("/files/") + 32
+    return location
+
+
+async def patch(
+    http: httpx.AsyncClient, url: str, offset: int, data: bytes, **extra: str
+) -> httpx.Response:
+    return await http.patch(
+        url, content=data, headers={**TUS, **OCTETS, "Upload-Offset": str(offset), **extra}
+    )
+
+
+def bookkeeping(bucket: Bucket) -> list[str]:
+    stored = bucket.keys()
+    return [key for key in stored if key.startswith(RESUMABLE_PREFIX)]
+
+
+def only_state_left(bucket: Bucket, url: str) -> dict[str, Any]:
+    """After completion: no multipart upload, no tail; the completed state record only."""
+    upload_id = url.rsplit("/", 1)[1]
+    assert bucket.incomplete_uploads() == []
+    assert bookkeeping(bucket) == [f"{RESUMABLE_PREFIX}{upload_id}/state.json"]
+    state: dict[str, Any] = json.loads(bucket.read(f"{RESUMABLE_PREFIX}{upload_id}/state.json"))
+    assert state["completed"] is not None and state["tail"] is None
+    return state
+
+
+async def test_a_tus_upload_in_one_patch_is_stored_intact(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    data = os.urandom(12 * MiB + 123)
+    url = await create(http, len(data))
+    response = await patch(http, url, 0, data)
+    assert response.status_code == 204, response.text
+    assert response.headers["upload-offset"] == str(len(data))
+    assert response.headers["tus-resumable"] == "1.0.0"
+    state = only_state_left(bucket, url)
+    record = state["completed"]
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert bucket.sha256(record["key"]) == hashlib.sha256(data).hexdigest()
+    assert record["key"].endswith("/a.bin") and record["parts"] == 3
+
+
+async def test_small_patches_join_through_the_tail(http: httpx.AsyncClient, bucket: Bucket) -> None:
+    data = os.urandom(13 * MiB)
+    url = await create(http, len(data))
+    offset = 0
+    for size in (1 * MiB, 3 * MiB, 2 * MiB, 4 * MiB, 3 * MiB):
+        response = await patch(http, url, offset, data[offset : offset + size])
+        assert response.status_code == 204, response.text
+        offset += size
+        assert response.headers["upload-offset"] == str(offset)
+        head = await http.head(url, headers=TUS)
+        assert head.status_code == 200 and head.headers["upload-offset"] == str(offset)
+        tails = [k for k in bookkeeping(bucket) if "/tail-" in k]
+        assert len(tails) <= 1  # the old tail is gone once a new one replaces it
+    record = only_state_left(bucket, url)["completed"]
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert bucket.sha256(record["key"]) == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_wrong_offset_gets_409_with_the_right_one(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    url = await create(http, 10)
+    assert (await patch(http, url, 0, b"abcd")).status_code == 204
+    response = await patch(http, url, 2, b"cdef")
+    assert_error(response, 409, "offset_mismatch")
+    assert response.headers["upload-offset"] == "4"
+
+
+async def test_sha1_checksum_is_verified_and_a_mismatch_keeps_nothing(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    data = os.urandom(7 * MiB)
+    url = await create(http, len(data))
+    first = data[: 6 * MiB]  # crosses a part boundary: a part is written, then discarded
+    wrong = base64.b64encode(hashlib.sha1(b"other").digest()).decode()
+    response = await patch(http, url, 0, first, **{"Upload-Checksum": f"sha1 {wrong}"})
+    assert_error(response, 460, "checksum_mismatch")
+    head = await http.head(url, headers=TUS)
+    assert head.headers["upload-offset"] == "0"
+    right = base64.b64encode(hashlib.sha1(first).digest()).decode()
+    response = await patch(http, url, 0, first, **{"Upload-Checksum": f"sha1 {right}"})
+    assert response.status_code == 204, response.text
+    md5 = base64.b64encode(hashlib.md5(data[6 * MiB :]).digest()).decode()
+    response = await patch(http, url, 6 * MiB, data[6 * MiB :], **{"Upload-Checksum": f"md5 {md5}"})
+    assert response.status_code == 204, response.text
+    record = only_state_left(bucket, url)["completed"]
+    assert bucket.sha256(record["key"]) == hashlib.sha256(data).hexdigest()
+
+
+async def test_unknown_checksum_algorithm_is_400(http: httpx.AsyncClient) -> None:
+    url = await create(http, 4)
+    response = await patch(http, url, 0, b"abcd", **{"Upload-Checksum": "crc99 AAAA"})
+    assert_error(response, 400, "unsupported_checksum")
+
+
+async def test_termination_leaves_nothing(http: httpx.AsyncClient, bucket: Bucket) -> None:
+    url = await create(http, 20 * MiB)
+    assert (await patch(http, url, 0, os.urandom(7 * MiB))).status_code == 204
+    assert bucket.incomplete_uploads() != [] and bookkeeping(bucket) != []
+    response = await http.delete(url, headers=TUS)
+    assert response.status_code == 204
+    bucket.assert_clean()
+    head = await http.head(url, headers=TUS)
+    assert head.status_code == 404
+
+
+async def test_ietf_draft_05_creation_and_completing_append(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    data = os.urandom(6 * MiB)
+    response = await http.post(
+        "/files/", headers={**IETF_05, "Upload-Complete": "?0", "Upload-Length": str(len(data))}
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["upload-complete"] == "?0"
+    url = response.headers["location"]
+    response = await http.patch(
+        url,
+        content=data[:1000],
+        headers={
+            **IETF_05,
+            "Upload-Offset": "0",
+            "Upload-Complete": "?0",
+            "Content-Type": "application/partial-upload",
+        },
+    )
+    assert response.status_code == 204 and response.headers["upload-offset"] == "1000"
+    head = await http.head(url, headers=IETF_05)
+    assert head.status_code == 204 and head.headers["upload-complete"] == "?0"
+    response = await http.patch(
+        url,
+        content=data[1000:],
+        headers={
+            **IETF_05,
+            "Upload-Offset": "1000",
+            "Upload-Complete": "?1",
+            "Content-Type": "application/partial-upload",
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["upload-complete"] == "?1"
+    record = response.json()["object"]
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert bucket.sha256(record["key"]) == record["sha256"]
+    only_state_left(bucket, url)
+
+
+async def test_ietf_draft_03_length_from_the_completing_append(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    response = await http.post("/files/", headers={**IETF_03, "Upload-Complete": "?0"})
+    assert response.status_code == 201, response.text
+    url = response.headers["location"]
+    data = os.urandom(11 * MiB)
+    response = await http.patch(
+        url, content=data, headers={**IETF_03, "Upload-Offset": "0", "Upload-Complete": "?1"}
+    )
+    assert response.status_code == 200, response.text
+    record = response.json()["object"]
+    assert bucket.sha256(record["key"]) == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_second_append_while_one_runs_is_423(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    url = await create(http, 8 * MiB)
+    started, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b"x" * MiB
+        started.set()
+        await go_on.wait()
+        yield b"y" * MiB
+
+    first = asyncio.ensure_future(
+        http.patch(url, content=slow_body(), headers={**TUS, **OCTETS, "Upload-Offset": "0"})
+    )
+    await started.wait()
+    second = await patch(http, url, 0, b"z" * 10)
+    assert_error(second, 423, "upload_locked")
+    go_on.set()
+    response = await first
+    assert response.status_code == 204, response.text
+    assert response.headers["upload-offset"] == str(2 * MiB)
+
+
+async def test_upload_length_over_the_limit_is_413(settings_for: Callable[..., Settings]) -> None:
+    async with app_client(settings_for(max_body_bytes=1000)) as http:
+        response = await http.post("/files/", headers={**TUS, "Upload-Length": "1001"})
+        assert_error(response, 413, "body_too_large")
+
+
+async def test_no_protocol_header_is_412(http: httpx.AsyncClient) -> None:
+    response = await http.post("/files/", headers={"Upload-Length": "10"})
+    assert_error(response, 412, "unsupported_protocol")
+    assert response.headers["tus-version"] == "1.0.0"
