@@ -44,8 +44,9 @@ OBJECTS_STORED = Counter(
 )
 RESUMABLE = Counter(
     "upload_resumable",
-    "Resumable upload events: created, resumed (an append after the first), completed, "
-    "expired (removed by the sweep), terminated, conflict (refused: another request held it).",
+    "Resumable upload events: created, resumed (HEAD of an unfinished upload: a client "
+    "resuming), completed, expired (a request found its upload expired), terminated, "
+    "conflict (refused: another request held it).",
     ["event"],
 )
 RESUMABLE_BYTES = Counter(

@@ -164,6 +164,7 @@ class ResumableUploads:
             raise UploadNotFound("no such upload (it may have been terminated or expired)")
         state, etag = loaded
         if state.expired():
+            metrics.RESUMABLE.labels("expired").inc()
             raise UploadExpired("the upload expired; start a new one")
         return state, etag
 

@@ -68,7 +68,7 @@ def test_a_store_that_fails_the_listing_gets_a_one_line_error(
     monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")
     assert main(["sweep", "--older-than", "0"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("storage ListMultipartUploads failed: ") and err.count("\n") == 1
+    assert err.startswith("storage ListObjectsV2 failed: ") and err.count("\n") == 1
 
 
 @pytest.mark.usefixtures("env")
