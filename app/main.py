@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> Starlette:
         async with open_storage(settings) as storage, open_hooks(settings, storage) as hooks:
             app.state.storage = storage
             app.state.hooks = hooks
-            app.state.resumable = ResumableUploads(storage, settings)
+            app.state.resumable = ResumableUploads(storage, settings, hooks)
             logger.info(
                 "ready: bucket=%s endpoint=%s prefix=%s part_size=%d threshold=%d",
                 settings.s3_bucket,

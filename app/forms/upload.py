@@ -49,6 +49,24 @@ def clean_content_type(value: str | None) -> str:
     return candidate if _MEDIA_TYPE.fullmatch(candidate) else "application/octet-stream"
 
 
+def check_file_type(allowed: tuple[str, ...], name: str, content_type: str) -> None:
+    """UPLOAD_ALLOWED_TYPES: content types (`video/*` too) and extensions; FileTypeNotAllowed."""
+    content_type = content_type.lower()
+    extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    for rule in allowed:
+        if rule.startswith("."):
+            if extension == rule:
+                return
+        elif rule.endswith("/*"):
+            if content_type.startswith(rule[:-1]):
+                return
+        elif content_type == rule:
+            return
+    raise FileTypeNotAllowed(
+        f"{name!r} ({content_type}) is not an allowed file type: " + ", ".join(allowed)
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class StoredFile:
     """One file of the form, made visible in storage."""
@@ -252,21 +270,7 @@ class FormUpload:
         if file.type_checked or not allowed:
             return
         file.type_checked = True
-        content_type = file.upload.content_type.lower()
-        name = file.filename
-        extension = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
-        for rule in allowed:
-            if rule.startswith("."):
-                if extension == rule:
-                    return
-            elif rule.endswith("/*"):
-                if content_type.startswith(rule[:-1]):
-                    return
-            elif content_type == rule:
-                return
-        raise FileTypeNotAllowed(
-            f"{name!r} ({content_type}) is not an allowed file type: " + ", ".join(allowed)
-        )
+        check_file_type(allowed, file.filename, file.upload.content_type)
 
     def _check_client_digests(self) -> None:
         """A field `<file field>.sha256` is the client's digest of that file: check it.

@@ -41,6 +41,7 @@ from app.errors import (
     UploadNotFound,
     error_response,
 )
+from app.hooks.events import UploadContext
 from app.lingering import LingeringResponse, waits_for_continue
 from app.resumable import protocol as proto
 from app.resumable.append import Append
@@ -75,6 +76,13 @@ class ResumableRequest:
         headers = self.request.headers
         self.protocol = proto.protocol_of(headers)
         return check_bearer(headers, self.settings.bearer_tokens)
+
+    def context(self, owner: str | None, declared_size: int | None) -> UploadContext:
+        """Who sends this request, as its hooks tell it (never the token)."""
+        given = self.request.headers.get("x-request-id", "")
+        request_id = given if given and len(given) <= 200 and given.isprintable() else ""
+        client = self.request.client.host if self.request.client else "-"
+        return UploadContext(owner, client, request_id, declared_size)
 
     def body_size(self) -> int | None:
         raw = self.request.headers.get("content-length")
@@ -299,6 +307,7 @@ async def create(request: Request) -> Response:
             metadata=proto.parse_metadata(raw_metadata),
             owner=owner,
             protocol=call.protocol.name,
+            context=call.context(owner, length),
         )
         _check_capacity(request)
         state, _ = await call.uploads.create(new)
@@ -327,7 +336,7 @@ async def upload_resource(request: Request) -> Response:
         if method == "HEAD":
             return await _head(call, upload_id, owner)
         if method == "DELETE":
-            await call.uploads.terminate(upload_id, owner)
+            await call.uploads.terminate(upload_id, owner, call.context(owner, None))
             call.log(204, upload_id, "")
             return Response(status_code=204, headers=call.protocol.headers())
         if method != "PATCH":
@@ -338,7 +347,7 @@ async def upload_resource(request: Request) -> Response:
 
 
 async def _head(call: ResumableRequest, upload_id: str, owner: str | None) -> Response:
-    state = await call.uploads.status(upload_id, owner)
+    state = await call.uploads.status(upload_id, owner, call.context(owner, None))
     if state.completed is None and state.offset > 0:
         metrics.RESUMABLE.labels("resumed").inc()
     headers = call.upload_headers(state)
@@ -407,6 +416,7 @@ async def _append(
                 call.chunks(),
                 complete=complete,
                 checkpoints=checksum is None and body_size is not None,
+                context=call.context(owner, body_size),
             )
         finally:
             call.offset = _offset(state)

@@ -28,13 +28,18 @@ from app.errors import (
     BodyTooLarge,
     StorageFailed,
     UploadCompleted,
+    UploadError,
     UploadExpired,
     UploadLocked,
     UploadNotFound,
 )
 from app.forms.keys import ORIGINAL_NAME_KEY, encoded_original_name, safe_filename
+from app.forms.upload import check_file_type, clean_content_type
+from app.hooks.events import NewFile, UploadContext
+from app.hooks.uploads import UploadHooks
 from app.resumable import sha256
 from app.resumable.append import Append, Appended, object_record
+from app.resumable.protocol import parse_metadata
 from app.resumable.state import (
     Lease,
     ResumableState,
@@ -67,14 +72,24 @@ class NewUpload:
     metadata: dict[str, str]
     owner: str | None
     protocol: str
+    context: UploadContext
+
+
+#: Upload-Metadata keys that name the file and its type; the others are the upload's fields
+#: (what the pre-create and post-finish hooks carry as a form's text fields).
+NAME_KEYS = ("filename", "name")
+TYPE_KEYS = ("filetype", "type", "contentType")
 
 
 class ResumableUploads:
     """The process's resumable uploads: one per app, over the shared S3Client."""
 
-    def __init__(self, storage: S3Client, settings: Settings) -> None:
+    def __init__(
+        self, storage: S3Client, settings: Settings, hooks: UploadHooks | None = None
+    ) -> None:
         self.storage = storage
         self.settings = settings
+        self.hooks = hooks
         self.states = StateStore(storage, conditional_writes=settings.conditional_writes)
         self._held_here: set[str] = set()  # uploads a request of this process holds
 
@@ -97,17 +112,25 @@ class ResumableUploads:
             part_size = plan_part_size(settings.part_size, new.length, provider.max_parts)
         except ObjectTooLarge as exc:
             raise BodyTooLarge(str(exc)) from None
-        filename = new.metadata.get("filename") or new.metadata.get("name") or ""
-        content_type = (
-            new.metadata.get("filetype")
-            or new.metadata.get("type")
-            or new.metadata.get("contentType")
-            or (mimetypes.guess_type(filename)[0] if filename else None)
-            or "application/octet-stream"
+        filename = next((new.metadata[k] for k in NAME_KEYS if new.metadata.get(k)), "")
+        declared_type = next((new.metadata[k] for k in TYPE_KEYS if new.metadata.get(k)), None)
+        content_type = clean_content_type(
+            declared_type or (mimetypes.guess_type(filename)[0] if filename else None)
         )
+        if settings.allowed_types:
+            check_file_type(settings.allowed_types, filename, content_type)
         upload_id = secrets.token_hex(ID_BYTES)
         key = f"{settings.s3_key_prefix}{upload_id}/{safe_filename(filename or 'file')}"
         object_metadata = {ORIGINAL_NAME_KEY: encoded_original_name(filename)} if filename else {}
+        if self.hooks is not None:
+            # Before anything is stored; a refusal raises. The hook's key wins.
+            fields: dict[str, str | list[str]] = {
+                k: v for k, v in new.metadata.items() if k not in (*NAME_KEYS, *TYPE_KEYS)
+            }
+            ask = self.hooks.pre_create_for(new.context)
+            decision = await ask(NewFile("", filename, content_type, fields))
+            key = decision.key or key
+            object_metadata = {**decision.metadata, **object_metadata}
         multipart = await MultipartUpload.create(
             storage,
             key,
@@ -145,7 +168,9 @@ class ResumableUploads:
 
     # --- read ------------------------------------------------------------------------------
 
-    async def status(self, upload_id: str, owner: str | None) -> ResumableState:
+    async def status(
+        self, upload_id: str, owner: str | None, context: UploadContext | None = None
+    ) -> ResumableState:
         """The upload's state for HEAD: completed first if all its bytes are in."""
         state, _ = await self._load(upload_id, owner)
         if state.completed is None and state.length is not None and state.offset == state.length:
@@ -153,7 +178,7 @@ class ResumableUploads:
             # so that an answer with offset == length always means the object exists.
             async with self.holding(upload_id, owner) as held:
                 if held.state.completed is None:
-                    await self.complete(held)
+                    await self.complete(held, context)
                 return held.state
         return state
 
@@ -214,6 +239,7 @@ class ResumableUploads:
         *,
         complete: bool,
         checkpoints: bool,
+        context: UploadContext | None = None,
     ) -> ResumableState:
         """Take the request's bytes into the upload, then write the state (and complete it
         when its last byte is in). A request cut off keeps what it can, unless
@@ -244,7 +270,7 @@ class ResumableUploads:
         if done:
             if state.length is None:
                 state.length = state.offset
-            await self.complete(held)
+            await self.complete(held, context)
         return state
 
     async def _keep_cut_off(self, held: Held, append: Append) -> None:
@@ -253,8 +279,9 @@ class ResumableUploads:
 
     # --- complete and terminate ------------------------------------------------------------
 
-    async def complete(self, held: Held) -> None:
-        """CompleteMultipartUpload from the parts in the state; the state records the object."""
+    async def complete(self, held: Held, context: UploadContext | None = None) -> None:
+        """CompleteMultipartUpload from the parts in the state; the state records the object;
+        the post-finish hook is told (`context`: the completing request's)."""
         state, storage = held.state, self.storage
         integrity = UploadIntegrity(storage.provider, state.key)
         for part in state.parts:
@@ -289,6 +316,9 @@ class ResumableUploads:
         await held.save()
         if old_tail is not None:
             await self._delete_quietly(old_tail.key)
+        if self.hooks is not None and context is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.hooks.finished(context, finished_answer(state))
         metrics.RESUMABLE.labels("completed").inc()
         metrics.BYTES_STORED.inc(state.offset)
         metrics.OBJECTS_STORED.labels("multipart").inc()
@@ -309,7 +339,9 @@ class ResumableUploads:
             raise StorageFailed(f"the object at {state.key} is not this upload's")
         return dict(head)
 
-    async def terminate(self, upload_id: str, owner: str | None) -> None:
+    async def terminate(
+        self, upload_id: str, owner: str | None, context: UploadContext | None = None
+    ) -> None:
         """DELETE: abort the multipart upload and remove the bookkeeping."""
         async with self.holding(upload_id, owner) as held:
             state = held.state
@@ -324,6 +356,10 @@ class ResumableUploads:
                 )
             await self.states.remove_all(upload_id)
             held.released = True
+            if self.hooks is not None and context is not None:
+                started = [{"field": "", "filename": state.filename, "key": state.key}]
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.hooks.aborted(context, "terminated", started)
         metrics.RESUMABLE.labels("terminated").inc()
         logger.info("resumable upload %s terminated", upload_id)
 
@@ -332,6 +368,25 @@ class ResumableUploads:
             await self.storage.delete(key)
         except StorageFailed as exc:
             logger.warning("could not delete %s (the sweep will): %s", key, exc.message)
+
+
+def finished_answer(state: ResumableState) -> dict[str, Any]:
+    """What the post-finish hook carries for a resumable upload: its file as a form upload's
+    answer lists files, the Upload-Metadata entries as its fields, and the upload's id."""
+    record = state.completed or {}
+    fields = {k: v for k, v in _metadata_of(state).items() if k not in (*NAME_KEYS, *TYPE_KEYS)}
+    return {
+        "resumable": {"id": state.id, "protocol": state.protocol},
+        "files": [{"field": "", **{k: v for k, v in record.items() if k != "etag"}}],
+        "fields": fields,
+    }
+
+
+def _metadata_of(state: ResumableState) -> dict[str, str]:
+    try:
+        return parse_metadata(state.metadata)
+    except UploadError:
+        return {}
 
 
 class Held:

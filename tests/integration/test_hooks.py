@@ -1,13 +1,16 @@
-"""Hooks for form uploads against a real HTTP receiver on loopback (harness/hooks.py) and a
-real S3 API server: pre-create allows, refuses, chooses keys; post-finish and post-abort are
+"""Hooks for form and resumable uploads against a real HTTP receiver on loopback
+(harness/hooks.py) and a real S3 API server: pre-create allows, refuses, chooses keys; post-finish and post-abort are
 recorded in the bucket and delivered, also after the receiver was down; every call is signed
 and none carries a token."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +25,7 @@ from app.settings import Settings
 from harness.faulty_s3 import Fault, FaultyS3
 from harness.forms import FilePart, chunked, content_type, multipart_body
 from harness.hooks import STALL, HookReceiver, Reply
-from harness.store import Bucket, sha256
+from harness.store import Bucket, MiB, sha256
 from tests.integration.conftest import app_client, assert_error, scope_for
 
 pytestmark = pytest.mark.anyio
@@ -483,3 +486,92 @@ async def test_a_shutdown_cut_off_while_post_finish_is_recorded_still_answers_20
     assert start["status"] == 201, answer
     bucket.assert_intact(answer["files"][0], DATA)
     assert receiver.received("post-finish")[0]["files"] == answer["files"]
+
+
+# --- resumable uploads (/files/) -------------------------------------------------------------
+
+RESUMABLE = {"Tus-Resumable": "1.0.0", "Authorization": f"Bearer {TOKEN}"}
+
+
+def tus_metadata(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+async def test_pre_create_refuses_before_anything_is_stored(
+    hooked: Callable[..., Settings], receiver: HookReceiver, bucket: Bucket
+) -> None:
+    receiver.reply = lambda event: (403, {"message": "course 42 is closed for uploads"})
+    async with app_client(hooked(s3_conditional_writes="on")) as http:
+        response = await http.post(
+            "/files/",
+            headers={
+                **RESUMABLE,
+                "Upload-Length": "100",
+                "Upload-Metadata": tus_metadata(
+                    filename="v.mp4", filetype="video/mp4", course="42"
+                ),
+            },
+        )
+    assert_error(response, 403, "hook_refused")
+    assert response.json()["error"]["message"] == "course 42 is closed for uploads"
+    [event] = receiver.received("pre-create")
+    assert event["file"] == {"field": "", "filename": "v.mp4", "content_type": "video/mp4"}
+    assert event["fields"] == {"course": "42"} and event["upload"]["uploader"] == "alice"
+    assert event["upload"]["declared_size"] == 100
+    bucket.assert_clean()
+
+
+async def test_post_finish_carries_the_stored_file_and_its_sha256(
+    hooked: Callable[..., Settings], receiver: HookReceiver, bucket: Bucket
+) -> None:
+    receiver.reply = lambda event: (
+        200,
+        {"key": "course-42/intro.mp4"} if event["type"] == "pre-create" else None,
+    )
+    data = os.urandom(6 * MiB)
+    async with app_client(hooked(s3_conditional_writes="on")) as http:
+        created = await http.post(
+            "/files/",
+            headers={
+                **RESUMABLE,
+                "Upload-Length": str(len(data)),
+                "Upload-Metadata": tus_metadata(filename="intro.mp4"),
+            },
+        )
+        url = created.headers["location"]
+        for offset in (0, 4 * MiB):
+            response = await http.patch(
+                url,
+                content=data[offset : offset + 4 * MiB],
+                headers={
+                    **RESUMABLE,
+                    "Upload-Offset": str(offset),
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            assert response.status_code == 204, response.text
+        await eventually(lambda: len(receiver.received("post-finish")) == 1)
+    [event] = receiver.received("post-finish")
+    [file] = event["files"]
+    assert file["key"] == "uploads/course-42/intro.mp4" and file["size"] == len(data)
+    assert file["sha256"] == hashlib.sha256(data).hexdigest() == bucket.sha256(file["key"])
+    assert event["resumable"]["id"] == url.rsplit("/", 1)[1]
+
+
+async def test_termination_is_reported_as_an_abort(
+    hooked: Callable[..., Settings], receiver: HookReceiver, bucket: Bucket
+) -> None:
+    async with app_client(hooked(s3_conditional_writes="on")) as http:
+        created = await http.post(
+            "/files/",
+            headers={
+                **RESUMABLE,
+                "Upload-Length": "10",
+                "Upload-Metadata": tus_metadata(filename="a.txt"),
+            },
+        )
+        response = await http.delete(created.headers["location"], headers=RESUMABLE)
+        assert response.status_code == 204
+        await eventually(lambda: len(receiver.received("post-abort")) == 1)
+    [event] = receiver.received("post-abort")
+    assert event["reason"] == "terminated" and event["files"][0]["filename"] == "a.txt"
