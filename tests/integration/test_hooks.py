@@ -1,7 +1,7 @@
 """Hooks for form and resumable uploads against a real HTTP receiver on loopback
-(harness/hooks.py) and a real S3 API server: pre-create allows, refuses, chooses keys; post-finish and post-abort are
-recorded in the bucket and delivered, also after the receiver was down; every call is signed
-and none carries a token."""
+(harness/hooks.py) and a real S3 API server: pre-create allows, refuses, chooses keys;
+post-finish and post-abort are recorded in the bucket and delivered, also after the receiver
+was down; every call is signed and none carries a token."""
 
 from __future__ import annotations
 
