@@ -17,7 +17,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from app.errors import ChecksumMismatch, LengthExceeded, LengthMismatch, StorageFailed
+from app.errors import (
+    BodyTooLarge,
+    ChecksumMismatch,
+    LengthExceeded,
+    LengthMismatch,
+    StorageFailed,
+)
 from app.resumable import sha256
 from app.resumable.protocol import Checksum
 from app.resumable.state import ResumableState, StoredPart, Tail, tail_key
@@ -48,10 +54,17 @@ class Append:
     """One request's bytes into `state`'s multipart upload (see the module docstring)."""
 
     def __init__(
-        self, storage: S3Client, state: ResumableState, *, checksum: Checksum | None
+        self,
+        storage: S3Client,
+        state: ResumableState,
+        *,
+        checksum: Checksum | None,
+        max_length: int = 0,
     ) -> None:
+        """`max_length`: the most bytes an upload of unknown length may reach (0: S3's)."""
         self.storage = storage
         self.state = state
+        self._max_length = max_length
         self.received = 0  # new bytes taken
         self._checksum = checksum
         self._check = checksum.hasher() if checksum else None
@@ -89,6 +102,7 @@ class Append:
             else None
         )
         self._hash_after: dict[int, str | None] = {}  # SHA-256 state after each part sent
+        self.finishing = False  # finish() was called (it runs once)
 
     @property
     def new_offset(self) -> int:
@@ -104,6 +118,8 @@ class Append:
                 f"the request carries bytes past the upload's length of {length}; none of "
                 "its bytes is kept"
             )
+        if length is None and self._max_length and self.new_offset + len(data) > self._max_length:
+            raise BodyTooLarge(f"the upload is larger than the limit of {self._max_length} bytes")
         if not self._tail_loaded:
             await self._load_tail()
         self.received += len(data)
@@ -160,6 +176,13 @@ class Append:
 
     async def _part_full(self) -> None:
         buffers = self._buffers
+        max_parts = self.storage.provider.max_parts
+        if self._first + buffers.part_number - 1 >= max_parts:
+            # The part filling now would be followed by more: one past the store's limit.
+            raise BodyTooLarge(
+                f"the upload is larger than the {self.new_offset} bytes {max_parts} parts hold "
+                "here; give its length when creating it, so that its parts are sized for it"
+            )
         await self._digest(buffers.current)
         number = self._first + buffers.part_number - 1
         self._hash_after[number] = self._hash.state() if self._hash else None
@@ -187,6 +210,7 @@ class Append:
         """The request's bytes are all in (or it was cut off: `complete` is then False): send
         what is left as the last part or keep it as the new tail, once every part is stored
         and the request's checksum, if it had one, matched."""
+        self.finishing = True
         buffers = self._buffers
         current = buffers.current
         current.trim()

@@ -406,7 +406,9 @@ async def _append(
         if state.completed is not None:
             return state  # tus: an empty append at the end of a complete upload
         checksum = proto.parse_checksum(request.headers.get("upload-checksum"))
-        append = Append(uploads.storage, state, checksum=checksum)
+        append = Append(
+            uploads.storage, state, checksum=checksum, max_length=call.settings.max_body_bytes
+        )
         request.app.state.uploads_running += 1
         metrics.UPLOADS_IN_FLIGHT.inc()
         try:

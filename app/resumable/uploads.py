@@ -250,15 +250,14 @@ class ResumableUploads:
             try:
                 async for chunk in chunks:
                     await append.write(chunk)
+                done = complete or (state.length is not None and append.new_offset == state.length)
+                appended = await append.finish(complete=done)
             except BaseException:
-                if not checkpoints:
-                    raise
-                # Cut off: keep what reached the bucket (the body's tail bytes too).
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._keep_cut_off(held, append))
+                if checkpoints:
+                    # Cut off, or storing failed: keep what reached the bucket.
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._keep_what_arrived(held, append))
                 raise
-            done = complete or (state.length is not None and append.new_offset == state.length)
-            appended = await append.finish(complete=done)
         except BaseException:
             await asyncio.shield(append.stop())
             raise
@@ -273,8 +272,16 @@ class ResumableUploads:
             await self.complete(held, context)
         return state
 
-    async def _keep_cut_off(self, held: Held, append: Append) -> None:
-        appended = await append.finish(complete=False)
+    async def _keep_what_arrived(self, held: Held, append: Append) -> None:
+        """A request that ended early keeps its bytes: its parts, the rest as the new tail.
+        If storing those failed, what did reach the bucket: its parts in an unbroken run."""
+        if append.finishing:
+            appended = append.durable()  # the finish failed: do not try it again
+        else:
+            try:
+                appended = await append.finish(complete=False)
+            except Exception:
+                appended = append.durable()
         await held.commit(appended, extend=True)
 
     # --- complete and terminate ------------------------------------------------------------
