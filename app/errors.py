@@ -193,6 +193,7 @@ class UploadLocked(UploadError):
 
     status_code = 423
     code = "upload_locked"
+    upload_offset: int | None = None  # the upload's offset when it was refused, if read
 
 
 class UploadCompleted(UploadError):

@@ -155,8 +155,11 @@ class ResumableRequest:
             elif isinstance(exc, UploadExpired):
                 status = 404
         headers = dict(self.protocol.headers())
-        if self.offset is not None and not isinstance(exc, UploadNotFound | UploadExpired):
-            headers["Upload-Offset"] = str(self.offset)
+        offset = self.offset
+        if isinstance(exc, UploadLocked) and exc.upload_offset is not None:
+            offset = exc.upload_offset
+        if offset is not None and not isinstance(exc, UploadNotFound | UploadExpired):
+            headers["Upload-Offset"] = str(offset)
         if isinstance(exc, proto_errors_needing_version()):
             headers["Tus-Version"] = proto.TUS_VERSION
         if isinstance(exc, Unauthorized):

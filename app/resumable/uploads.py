@@ -207,10 +207,12 @@ class ResumableUploads:
             now = time.time()
             if state.lease is not None and state.lease.held(now):
                 metrics.RESUMABLE.labels("conflict").inc()
-                raise UploadLocked(
+                locked = UploadLocked(
                     "another request is appending to this upload; retry in "
                     f"{max(state.lease.until - now, 0):.0f} s at most"
                 )
+                locked.upload_offset = state.offset
+                raise locked
             state.lease = Lease(secrets.token_hex(8), now + self.settings.resumable_lease)
             try:
                 etag = await self.states.save(state, etag)

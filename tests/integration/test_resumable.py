@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -252,3 +253,166 @@ async def test_no_protocol_header_is_412(http: httpx.AsyncClient) -> None:
     response = await http.post("/files/", headers={"Upload-Length": "10"})
     assert_error(response, 412, "unsupported_protocol")
     assert response.headers["tus-version"] == "1.0.0"
+
+
+def rewrite_state(bucket: Bucket, url: str, **changes: Any) -> None:
+    """Change the upload's state.json in the bucket, as time or another instance would."""
+    key = f"{RESUMABLE_PREFIX}{url.rsplit('/', 1)[1]}/state.json"
+    state = json.loads(bucket.read(key))
+    state.update(changes)
+    bucket.s3.put_object(Bucket=bucket.name, Key=key, Body=json.dumps(state).encode())
+
+
+async def test_an_expired_upload_is_410_in_tus_and_404_in_ietf(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    url = await create(http, 100)
+    rewrite_state(bucket, url, expires=time.time() - 1)
+    assert (await http.head(url, headers=TUS)).status_code == 410
+    assert_error(await patch(http, url, 0, b"x"), 410, "upload_expired")
+    response = await http.patch(
+        url, content=b"x", headers={**IETF_05, "Upload-Offset": "0", "Upload-Complete": "?0"}
+    )
+    assert_error(response, 404, "upload_expired")
+
+
+async def test_an_unknown_or_malformed_id_is_404(http: httpx.AsyncClient) -> None:
+    for url in ("/files/" + "0" * 32, "/files/not-an-id"):
+        assert (await http.head(url, headers=TUS)).status_code == 404
+        assert_error(await patch(http, url, 0, b"x"), 404, "upload_not_found")
+
+
+async def test_another_tokens_upload_is_not_found(
+    settings_for: Callable[..., Settings], bucket: Bucket
+) -> None:
+    settings = settings_for(
+        s3_conditional_writes="on",
+        auth_tokens=("alice:token-a-0123456789", "bob:token-b-0123456789"),
+    )
+    async with app_client(settings) as http:
+        alice = {"Authorization": "Bearer token-a-0123456789"}
+        bob = {"Authorization": "Bearer token-b-0123456789"}
+        assert_error(
+            await http.post("/files/", headers={**TUS, "Upload-Length": "5"}), 401, "unauthorized"
+        )
+        url = await create(http, 5, **alice)
+        assert (await http.head(url, headers={**TUS, **bob})).status_code == 404
+        assert_error(await patch(http, url, 0, b"hello", **bob), 404, "upload_not_found")
+        assert (await patch(http, url, 0, b"hello", **alice)).status_code == 204
+
+
+async def test_a_tus_upload_of_length_zero_is_complete_at_creation(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    response = await http.post(
+        "/files/",
+        headers={**TUS, "Upload-Length": "0", "Upload-Metadata": metadata(filename="empty.txt")},
+    )
+    assert response.status_code == 201, response.text
+    record = response.json()["object"]
+    assert record["size"] == 0 and record["sha256"] == hashlib.sha256(b"").hexdigest()
+    assert bucket.read(record["key"]) == b""
+    only_state_left(bucket, response.headers["location"])
+
+
+async def test_creation_with_upload_takes_the_first_bytes(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    data = os.urandom(3 * MiB)
+    response = await http.post(
+        "/files/",
+        content=data[: 2 * MiB],
+        headers={**TUS, **OCTETS, "Upload-Length": str(len(data))},
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["upload-offset"] == str(2 * MiB)
+    url = response.headers["location"]
+    assert (await patch(http, url, 2 * MiB, data[2 * MiB :])).status_code == 204
+    record = only_state_left(bucket, url)["completed"]
+    assert bucket.sha256(record["key"]) == hashlib.sha256(data).hexdigest()
+
+
+async def test_bytes_past_the_length_are_413_and_none_is_kept(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    url = await create(http, 10)
+    assert_error(await patch(http, url, 0, b"x" * 11), 413, "upload_length_exceeded")
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield b"abcdef"
+        yield b"ghijkl"  # the 11th byte arrives here
+
+    response = await http.patch(
+        url, content=chunked(), headers={**TUS, **OCTETS, "Upload-Offset": "0"}
+    )
+    assert_error(response, 413, "upload_length_exceeded")
+    head = await http.head(url, headers=TUS)
+    assert head.headers["upload-offset"] == "0"
+    assert [k for k in bookkeeping(bucket) if "/tail-" in k] == []
+
+
+async def test_an_ietf_append_to_a_completed_upload_is_400(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/files/", content=b"all of it", headers={**IETF_03, "Upload-Complete": "?1"}
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["upload-complete"] == "?1"
+    url = response.headers["location"]
+    head = await http.head(url, headers=IETF_03)
+    assert head.headers["upload-complete"] == "?1" and head.headers["upload-offset"] == "9"
+    response = await http.patch(
+        url, content=b"more", headers={**IETF_03, "Upload-Offset": "9", "Upload-Complete": "?1"}
+    )
+    assert_error(response, 400, "upload_completed")
+
+
+async def test_tus_requests_are_checked_before_the_body(http: httpx.AsyncClient) -> None:
+    url = await create(http, 10)
+    response = await http.patch(
+        url, content=b"abc", headers={**TUS, "Upload-Offset": "0", "Content-Type": "text/plain"}
+    )
+    assert_error(response, 415, "unsupported_media_type")
+    assert_error(await patch(http, url, 0, b"abc", **{"Upload-Offset": "x"}), 400, "invalid_header")
+    response = await http.post(
+        "/files/", headers={**TUS, "Upload-Length": "5", "Upload-Metadata": "filename ***"}
+    )
+    assert_error(response, 400, "invalid_metadata")
+    response = await http.post("/files/", headers={**TUS, "Upload-Defer-Length": "1"})
+    assert_error(response, 400, "invalid_header")
+
+
+async def test_options_tells_what_the_server_speaks(
+    settings_for: Callable[..., Settings],
+) -> None:
+    async with app_client(settings_for(max_body_bytes=1000)) as http:
+        response = await http.options("/files/")
+    assert response.status_code == 204
+    assert response.headers["tus-version"] == "1.0.0"
+    assert "checksum" in response.headers["tus-extension"].split(",")
+    assert response.headers["tus-checksum-algorithm"] == "md5,sha1,sha256,sha512"
+    assert response.headers["tus-max-size"] == "1000"
+    assert response.headers["upload-limit"] == "min-size=0,max-size=1000"
+
+
+async def test_method_override_is_honoured(http: httpx.AsyncClient, bucket: Bucket) -> None:
+    url = await create(http, 4)
+    response = await http.post(
+        url,
+        content=b"abcd",
+        headers={**TUS, **OCTETS, "Upload-Offset": "0", "X-HTTP-Method-Override": "PATCH"},
+    )
+    assert response.status_code == 204 and response.headers["upload-offset"] == "4"
+
+
+async def test_the_ietf_drafts_get_409_where_tus_gets_423(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    response = await http.post("/files/", headers={**IETF_05, "Upload-Complete": "?0"})
+    url = response.headers["location"]
+    rewrite_state(bucket, url, lease={"holder": "another", "until": time.time() + 60})
+    response = await http.patch(
+        url, content=b"x", headers={**IETF_05, "Upload-Offset": "0", "Upload-Complete": "?0"}
+    )
+    assert_error(response, 409, "upload_locked")
+    assert response.headers["upload-offset"] == "0"
+    assert_error(await patch(http, url, 0, b"x"), 423, "upload_locked")  # tus on the same upload
