@@ -211,6 +211,8 @@ class Append:
         what is left as the last part or keep it as the new tail, once every part is stored
         and the request's checksum, if it had one, matched."""
         self.finishing = True
+        if complete and not self._tail_loaded:
+            await self._load_tail()  # the tail becomes the last part
         buffers = self._buffers
         current = buffers.current
         current.trim()

@@ -178,7 +178,7 @@ class ResumableUploads:
             # so that an answer with offset == length always means the object exists.
             async with self.holding(upload_id, owner) as held:
                 if held.state.completed is None:
-                    await self.complete(held, context)
+                    await self.finish_upload(held, context)
                 return held.state
         return state
 
@@ -287,6 +287,20 @@ class ResumableUploads:
         await held.commit(appended, extend=True)
 
     # --- complete and terminate ------------------------------------------------------------
+
+    async def finish_upload(self, held: Held, context: UploadContext | None) -> None:
+        """Complete an upload whose bytes are all stored, its tail (if a cut-off request left
+        the last bytes there) sent as the last part first."""
+        state = held.state
+        if state.tail is not None:
+            append = Append(self.storage, state, checksum=None)
+            try:
+                appended = await append.finish(complete=True)
+            except BaseException:
+                await asyncio.shield(append.stop())
+                raise
+            await held.commit(appended, extend=False)
+        await self.complete(held, context)
 
     async def complete(self, held: Held, context: UploadContext | None = None) -> None:
         """CompleteMultipartUpload from the parts in the state; the state records the object;

@@ -416,3 +416,24 @@ async def test_the_ietf_drafts_get_409_where_tus_gets_423(
     assert_error(response, 409, "upload_locked")
     assert response.headers["upload-offset"] == "0"
     assert_error(await patch(http, url, 0, b"x"), 423, "upload_locked")  # tus on the same upload
+
+
+async def test_an_empty_ietf_append_completes_an_upload_from_its_tail(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    data = os.urandom(7 * MiB)
+    response = await http.post("/files/", headers={**IETF_05, "Upload-Complete": "?0"})
+    url = response.headers["location"]
+    ietf = {**IETF_05, "Content-Type": "application/partial-upload"}
+    response = await http.patch(
+        url, content=data, headers={**ietf, "Upload-Offset": "0", "Upload-Complete": "?0"}
+    )
+    assert response.status_code == 204  # a part, and 2 MiB in the tail
+    response = await http.patch(
+        url, content=b"", headers={**ietf, "Upload-Offset": str(len(data)), "Upload-Complete": "?1"}
+    )
+    assert response.status_code == 200, response.text
+    record = response.json()["object"]
+    assert record["size"] == len(data) and record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert bucket.sha256(record["key"]) == record["sha256"]
+    only_state_left(bucket, url)

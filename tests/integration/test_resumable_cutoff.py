@@ -175,3 +175,18 @@ async def test_an_append_cut_off_after_an_earlier_tail_keeps_both(
         assert offset == first + PART + 100
         await finish(http, url, offset)
     assert completed_sha256(bucket) == hashlib.sha256(DATA).hexdigest()
+
+
+async def test_an_append_cut_off_after_its_last_byte_is_completed_by_head(
+    settings: Settings, bucket: Bucket
+) -> None:
+    """Every byte arrived, but the connection dropped before the body's end was seen: the
+    last bytes wait in the tail, and the next HEAD completes the upload with them."""
+    served = app_client(settings)
+    async with served as http:
+        url = await create(http)
+        await cut_patch(served.app, url, 0, DATA, len(DATA), ("content-length", str(len(DATA))))
+        assert bucket.incomplete_uploads() != []  # not completed by the cut-off request
+        assert await offset_of(http, url) == len(DATA)
+    assert completed_sha256(bucket) == hashlib.sha256(DATA).hexdigest()
+    assert bucket.incomplete_uploads() == []
