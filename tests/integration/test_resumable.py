@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from app.settings import RESUMABLE_PREFIX, Settings
 from harness.store import Bucket, MiB
@@ -437,3 +438,23 @@ async def test_an_empty_ietf_append_completes_an_upload_from_its_tail(
     assert record["size"] == len(data) and record["sha256"] == hashlib.sha256(data).hexdigest()
     assert bucket.sha256(record["key"]) == record["sha256"]
     only_state_left(bucket, url)
+
+
+def counted(event: str) -> float:
+    return REGISTRY.get_sample_value("upload_resumable_total", {"event": event}) or 0.0
+
+
+async def test_metrics_count_what_resumable_uploads_do(http: httpx.AsyncClient) -> None:
+    before = {e: counted(e) for e in ("created", "resumed", "completed", "terminated", "conflict")}
+    appended = REGISTRY.get_sample_value("upload_resumable_appended_bytes_total") or 0.0
+    url = await create(http, 10)
+    assert (await patch(http, url, 0, b"abcd")).status_code == 204
+    assert (await http.head(url, headers=TUS)).status_code == 200  # a client about to resume
+    assert (await patch(http, url, 4, b"efghij")).status_code == 204
+    other = await create(http, 10)
+    assert (await http.delete(other, headers=TUS)).status_code == 204
+    after = {e: counted(e) - before[e] for e in before}
+    assert after == {"created": 2, "resumed": 1, "completed": 1, "terminated": 1, "conflict": 0}
+    assert (
+        REGISTRY.get_sample_value("upload_resumable_appended_bytes_total") or 0
+    ) - appended == 10
