@@ -4,6 +4,7 @@ store is back the upload goes on and ends intact."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 from collections.abc import Callable
@@ -95,3 +96,30 @@ async def test_a_failed_tail_write_keeps_the_parts_and_the_old_offset_beyond_the
         assert head.headers["upload-offset"] == str(PART)
         assert (await append(http, url, PART)).status_code == 204
     assert bucket.sha256(stored_object(bucket)) == hashlib.sha256(DATA).hexdigest()
+
+
+@pytest.mark.usefixtures("proxy")
+async def test_rclone_refuses_to_rewrite_a_part_a_discarded_append_wrote(
+    settings_for: Callable[..., Settings], bucket: Bucket
+) -> None:
+    """A limit of `rclone serve s3` (docs/resumable.md, Several instances): a part cannot be
+    written again with other bytes. An append damaged in transit whose bytes filled a part is
+    discarded (460), and its retry fails on that part with a clear 502; the upload is given
+    up with DELETE, which leaves nothing."""
+    data = os.urandom(3 * PART + 1)
+    async with app_client(settings_for()) as http:
+        response = await http.post("/files/", headers={**TUS, "Upload-Length": str(len(data))})
+        url = response.headers["location"]
+        body = data[: 3 * PART]
+        checksum = "sha1 " + base64.b64encode(hashlib.sha1(body).digest()).decode()
+        damaged = bytearray(body)
+        damaged[100] ^= 1
+        headers = {**TUS, **OCTETS, "Upload-Offset": "0", "Upload-Checksum": checksum}
+        assert_error(
+            await http.patch(url, content=bytes(damaged), headers=headers), 460, "checksum_mismatch"
+        )
+        response = await http.patch(url, content=body, headers=headers)
+        assert_error(response, 502, "storage_error")
+        assert "cannot be replaced" in response.json()["error"]["message"]
+        assert (await http.delete(url, headers=TUS)).status_code == 204
+    bucket.assert_clean()
