@@ -49,6 +49,11 @@ RESUMABLE = Counter(
     "conflict (refused: another request held it).",
     ["event"],
 )
+RESUMABLE_REQUESTS = Counter(
+    "upload_resumable_requests",
+    "Requests at /files/ by method, answer status, and error code ('' when it succeeded).",
+    ["method", "status", "code"],
+)
 RESUMABLE_BYTES = Counter(
     "upload_resumable_appended_bytes", "Bytes appended to resumable uploads and kept."
 )

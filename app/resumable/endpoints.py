@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +35,7 @@ from app.errors import (
     ShuttingDown,
     StorageFailed,
     Unauthorized,
+    UnsupportedProtocol,
     UploadCompleted,
     UploadError,
     UploadExpired,
@@ -70,6 +72,7 @@ class ResumableRequest:
         self.body_ended = False
         self.client_stopped = False
         self.offset: int | None = None  # the upload's offset, for error answers
+        self.request_id = _request_id(request)
 
     def admit(self) -> str | None:
         """The protocol and the token, from the headers; who uploads (the token's name)."""
@@ -79,10 +82,8 @@ class ResumableRequest:
 
     def context(self, owner: str | None, declared_size: int | None) -> UploadContext:
         """Who sends this request, as its hooks tell it (never the token)."""
-        given = self.request.headers.get("x-request-id", "")
-        request_id = given if given and len(given) <= 200 and given.isprintable() else ""
         client = self.request.client.host if self.request.client else "-"
-        return UploadContext(owner, client, request_id, declared_size)
+        return UploadContext(owner, client, self.request_id, declared_size)
 
     def body_size(self) -> int | None:
         raw = self.request.headers.get("content-length")
@@ -160,7 +161,7 @@ class ResumableRequest:
             offset = exc.upload_offset
         if offset is not None and not isinstance(exc, UploadNotFound | UploadExpired):
             headers["Upload-Offset"] = str(offset)
-        if isinstance(exc, proto_errors_needing_version()):
+        if isinstance(exc, UnsupportedProtocol):
             headers["Tus-Version"] = proto.TUS_VERSION
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
@@ -168,7 +169,7 @@ class ResumableRequest:
             headers["Retry-After"] = "5"
         if not self.body_ended:
             headers["Connection"] = "close"
-        metrics.UPLOADS.labels("failed", code).inc()
+        metrics.RESUMABLE_REQUESTS.labels(self.request.method, str(status), code).inc()
         (logger.error if isinstance(exc, StorageFailed) else logger.info)(
             "resumable %s %s failed: %d %s: %s",
             self.request.method,
@@ -195,6 +196,7 @@ class ResumableRequest:
         )
 
     def log(self, status: int, upload_id: str, code: str) -> None:
+        metrics.RESUMABLE_REQUESTS.labels(self.request.method, str(status), code).inc()
         logger.info(
             "resumable %s %s: %d, %d bytes in %.3f s",
             self.request.method,
@@ -207,7 +209,7 @@ class ResumableRequest:
 
     def _fields(self, status: int, upload_id: str, code: str) -> dict[str, Any]:
         return {
-            "request_id": self.request.headers.get("x-request-id", ""),
+            "request_id": self.request_id,
             "client": self.request.client.host if self.request.client else "-",
             "method": self.request.method,
             "upload": upload_id,
@@ -219,10 +221,12 @@ class ResumableRequest:
         }
 
 
-def proto_errors_needing_version() -> tuple[type[UploadError], ...]:
-    from app.errors import UnsupportedProtocol
-
-    return (UnsupportedProtocol,)
+def _request_id(request: Request) -> str:
+    """nginx's X-Request-ID when there is one (so its log and ours join), else our own."""
+    given = request.headers.get("x-request-id", "")
+    if given and len(given) <= 200 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
 
 
 def _offset(state: ResumableState) -> int:
