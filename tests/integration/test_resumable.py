@@ -458,3 +458,44 @@ async def test_metrics_count_what_resumable_uploads_do(http: httpx.AsyncClient) 
     assert (
         REGISTRY.get_sample_value("upload_resumable_appended_bytes_total") or 0
     ) - appended == 10
+
+
+async def test_a_long_append_renews_its_lease_and_keeps_the_upload(
+    settings_for: Callable[..., Settings], bucket: Bucket
+) -> None:
+    """An append that outlasts UPLOAD_RESUMABLE_LEASE renews it: a request to another
+    instance after the first lease would have run out is still refused (moto enforces
+    If-Match), and the append then succeeds."""
+    settings = settings_for(s3_conditional_writes="on", resumable_lease=3)
+    async with app_client(settings) as http, app_client(settings) as other:
+        url = await create(http, 2 * MiB)
+        key = f"{RESUMABLE_PREFIX}{url.rsplit('/', 1)[1]}/state.json"
+
+        def lease_until() -> float:
+            lease = json.loads(bucket.read(key))["lease"]
+            return float(lease["until"]) if lease else 0.0
+
+        outlived, checked = asyncio.Event(), asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"a" * MiB
+            taken = await asyncio.to_thread(lease_until)
+            deadline = time.monotonic() + 30
+            # Bounded waits: for a renewal past the first lease's end, then for that end.
+            while await asyncio.to_thread(lease_until) <= taken + 1:
+                assert time.monotonic() < deadline, "the lease was never renewed"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(max(taken - time.time(), 0) + 0.05)  # time must pass here
+            outlived.set()
+            await checked.wait()
+            yield b"b" * MiB
+
+        running = asyncio.ensure_future(
+            http.patch(url, content=body(), headers={**TUS, **OCTETS, "Upload-Offset": "0"})
+        )
+        await outlived.wait()
+        assert_error(await patch(other, url, 0, b"x"), 423, "upload_locked")
+        checked.set()
+        response = await running
+        assert response.status_code == 204, response.text
+        assert response.headers["upload-offset"] == str(2 * MiB)
