@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> Starlette:
             Route(
                 "/files/{upload_id}",
                 resumable.upload_resource,
-                methods=["HEAD", "PATCH", "DELETE", "OPTIONS", "POST"],
+                methods=["GET", "HEAD", "PATCH", "DELETE", "OPTIONS", "POST"],
             ),
             Route("/auth", endpoints.auth, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),

@@ -339,6 +339,8 @@ async def upload_resource(request: Request) -> Response:
     upload_id: str = request.path_params["upload_id"]
     call = ResumableRequest(request)
     try:
+        if method == "GET":
+            return await _get(call, upload_id)
         owner = call.admit()
         if method == "HEAD":
             return await _head(call, upload_id, owner)
@@ -351,6 +353,19 @@ async def upload_resource(request: Request) -> Response:
         return await _patch(call, upload_id, owner)
     except UploadError as exc:
         return call.failed(exc, upload_id)
+
+
+async def _get(call: ResumableRequest, upload_id: str) -> Response:
+    """GET: the upload as JSON (the creation's answer, with the stored `object` once it is
+    complete), for clients whose last append answered without a body (tus's 204)."""
+    headers = call.request.headers
+    if "tus-resumable" in headers or "upload-draft-interop-version" in headers:
+        call.protocol = proto.protocol_of(headers)
+    owner = check_bearer(headers, call.settings.bearer_tokens)
+    state = await call.uploads.status(upload_id, owner, call.context(owner, None))
+    response = call.answer(200, state)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 async def _head(call: ResumableRequest, upload_id: str, owner: str | None) -> Response:

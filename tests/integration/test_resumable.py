@@ -499,3 +499,22 @@ async def test_a_long_append_renews_its_lease_and_keeps_the_upload(
         response = await running
         assert response.status_code == 204, response.text
         assert response.headers["upload-offset"] == str(2 * MiB)
+
+
+async def test_get_tells_a_tus_client_what_was_stored(
+    http: httpx.AsyncClient, bucket: Bucket
+) -> None:
+    """tus answers the completing PATCH with an empty 204: GET gives the stored object."""
+    data = os.urandom(1000)
+    url = await create(http, len(data))
+    response = await http.get(url, headers=TUS)
+    assert response.status_code == 200 and response.json()["complete"] is False
+    assert response.headers["cache-control"] == "no-store"
+    assert (await patch(http, url, 0, data)).status_code == 204
+    response = await http.get(url)  # no protocol header needed
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["complete"] is True and answer["offset"] == len(data)
+    assert answer["object"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert bucket.sha256(answer["object"]["key"]) == answer["object"]["sha256"]
+    assert_error(await http.get("/files/" + "f" * 32), 404, "upload_not_found")
