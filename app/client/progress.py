@@ -35,10 +35,16 @@ def format_clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def transfer_status(sent: int, total: int | None, elapsed: float, width: int = 20) -> str:
-    """`[#####-----]  50%  5.0 MiB / 10.0 MiB  2.5 MiB/s  ETA 0:02`; no bar for an unknown total."""
+def transfer_status(
+    sent: int, total: int | None, elapsed: float, width: int = 20, *, resumed_from: int = 0
+) -> str:
+    """`[#####-----]  50%  5.0 MiB / 10.0 MiB  2.5 MiB/s  ETA 0:02`; no bar for an unknown total.
+
+    `resumed_from`: bytes already there when `elapsed` began (a resumed upload), which count
+    towards the bar but not the rate.
+    """
     # The first moments' rate is noise (part headers sent in microseconds): no ETA from it.
-    rate = sent / elapsed if elapsed >= 0.5 else 0.0
+    rate = (sent - resumed_from) / elapsed if elapsed >= 0.5 else 0.0
     if total is None:
         return f"{format_bytes(sent)}  {format_rate(rate)}  {format_clock(elapsed)}"
     fraction = min(1.0, sent / total) if total else 1.0

@@ -23,8 +23,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from app.client import resumable
 from app.client.formbody import CHUNK_SIZE, FileSizeChanged, FormField, FormFile, MultipartBody
 from app.client.progress import StatusLine, format_bytes, format_clock, format_rate, transfer_status
+from app.client.resumestate import default_state_dir
+from app.units import parse_size
 
 #: Seconds any one network read or write may wait. Generous: the service pauses reading
 #: while a part goes to storage, and answers only after the last part is stored.
@@ -154,6 +157,8 @@ def run(
     transport: httpx.BaseTransport | None = None,
 ) -> int:
     """The `upload` command; returns the exit status."""
+    if args.resumable:
+        return resumable.run(args, stdout=stdout, stderr=stderr, transport=transport)
     stdin = stdin or sys.stdin.buffer
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
@@ -208,7 +213,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         default=os.environ.get("UPLOAD_URL"),
-        help="the service, e.g. http://127.0.0.1:8000 (/uploads is added) (env UPLOAD_URL)",
+        help="the service, e.g. http://127.0.0.1:8000 (/uploads is added, /files/ with "
+        "--resumable) (env UPLOAD_URL)",
     )
     parser.add_argument(
         "--token",
@@ -238,3 +244,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"seconds one network read or write may wait ({DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    resuming = parser.add_argument_group(
+        "resumable uploads", "one file over tus 1.0, continued by a later run if interrupted"
+    )
+    resuming.add_argument(
+        "--resumable",
+        action="store_true",
+        help="send FILE in chunks to /files/, resuming an unfinished upload of it",
+    )
+    resuming.add_argument(
+        "--chunk-size",
+        type=size_argument,
+        default=resumable.DEFAULT_CHUNK_SIZE,
+        metavar="SIZE",
+        help="bytes per PATCH request (64MiB): at most what a failure sends again",
+    )
+    resuming.add_argument(
+        "--retries",
+        type=int,
+        default=7,
+        metavar="N",
+        help="retries in a row without progress, pausing 1, 2, 4 ... 30 s (7)",
+    )
+    resuming.add_argument(
+        "--state-dir",
+        default=str(default_state_dir()),
+        metavar="DIR",
+        help="where unfinished uploads are remembered (~/.cache/streaming-upload/resumable)",
+    )
+
+
+def size_argument(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -44,6 +44,13 @@ def test_transfer_status_with_a_known_total() -> None:
     assert transfer_status(0, 0, 1.0, width=4).startswith("[####] 100%")
 
 
+def test_a_resumed_transfer_counts_earlier_bytes_in_the_bar_not_the_rate() -> None:
+    # 80 MiB were stored by an earlier run; this one sent 10 MiB in 10 s.
+    assert transfer_status(90 * MiB, 100 * MiB, 10.0, width=10, resumed_from=80 * MiB) == (
+        "[#########-]  90%  90.0 MiB / 100.0 MiB  1.0 MiB/s  ETA 0:10"
+    )
+
+
 def test_transfer_status_without_a_total() -> None:
     assert transfer_status(3 * MiB, None, 2.0) == "3.0 MiB  1.5 MiB/s  0:02"
 
