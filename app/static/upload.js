@@ -1,7 +1,8 @@
 "use strict";
 // The upload page's behaviour. Each file goes in its own XMLHttpRequest (fetch() reports no
-// upload progress), so each has its own progress bar and Cancel button. Everything shown
-// from a file or an answer is set with textContent, never parsed as HTML.
+// upload progress), so each has its own progress bar and Cancel button; files from a size on
+// go resumable, in chunks (resumable.js). Everything shown from a file or an answer is set
+// with textContent, never parsed as HTML.
 
 const MiB = 1024 * 1024;
 
@@ -60,7 +61,8 @@ function showResult(list, stored) {
   list.hidden = false;
 }
 
-function startUpload(container, file, title, token) {
+// The list item of one upload: name, progress bar, status, Cancel, and the result once stored.
+function uploadItem(container, file) {
   const item = element("li", "upload");
   const progress = element("progress");
   progress.max = 100;
@@ -74,25 +76,31 @@ function startUpload(container, file, title, token) {
   item.append(element("span", "name", file.name), progress, status, cancel, result);
   item.dataset.state = "uploading";
   container.append(item);
-
-  const xhr = new XMLHttpRequest();
-  const started = performance.now();
   const finish = (state, text) => {
     item.dataset.state = state;
     status.textContent = text;
     cancel.disabled = true;
   };
+  return { item, progress, status, cancel, result, finish };
+}
+
+// "42 % · 11.8 MiB/s · 1 s left": `rate` is over the bytes this page has sent.
+function progressText(position, total, rate) {
+  const percent = (100 * position) / total;
+  const left = rate > 0 ? (total - position) / rate : Infinity;
+  return `${Math.floor(percent)} % · ${(rate / MiB).toFixed(1)} MiB/s · ${formatDuration(left)} left`;
+}
+
+function startUpload(container, file, title, token) {
+  const { progress, status, cancel, result, finish } = uploadItem(container, file);
+  const xhr = new XMLHttpRequest();
+  const started = performance.now();
 
   xhr.upload.onprogress = (event) => {
     if (!event.lengthComputable || event.total === 0) return;
-    const percent = (100 * event.loaded) / event.total;
     const seconds = (performance.now() - started) / 1000;
-    const rate = seconds > 0 ? event.loaded / seconds : 0;
-    const left = rate > 0 ? (event.total - event.loaded) / rate : Infinity;
-    progress.value = percent;
-    status.textContent =
-      `${Math.floor(percent)} % · ${(rate / MiB).toFixed(1)} MiB/s · ` +
-      `${formatDuration(left)} left`;
+    progress.value = (100 * event.loaded) / event.total;
+    status.textContent = progressText(event.loaded, event.total, seconds > 0 ? event.loaded / seconds : 0);
   };
   // Every byte is sent; the service completes the upload in storage before it answers.
   xhr.upload.onload = () => {
@@ -121,6 +129,72 @@ function startUpload(container, file, title, token) {
   xhr.send(body);
 }
 
+// A large file goes in chunks to /files/ (resumable.js): it survives a dropped connection,
+// and a reloaded page can continue it.
+async function startResumableUpload(container, file, title, token, chunkSize) {
+  const { item, progress, status, cancel, result, finish } = uploadItem(container, file);
+  let started = performance.now();
+  let startedAt = 0; // bytes stored when `started` was taken
+  const upload = new ResumableUpload(file, {
+    token,
+    chunkSize,
+    metadata: { filename: file.name, filetype: file.type || "application/octet-stream", title },
+    onProgress: (position) => {
+      if (item.dataset.state !== "uploading") return;
+      progress.value = (100 * position) / file.size;
+      if (position === file.size) {
+        status.textContent = "100 % sent · storing…";
+        return;
+      }
+      const seconds = (performance.now() - started) / 1000;
+      const rate = seconds > 0 ? (position - startedAt) / seconds : 0;
+      status.textContent = progressText(position, file.size, rate);
+    },
+    onRetry: (seconds, reason) => {
+      item.dataset.retries = String(Number(item.dataset.retries || 0) + 1);
+      status.textContent = `${reason} · retrying in ${seconds} s`;
+    },
+    onResumed: (offset) => {
+      item.dataset.resumedAt = String(offset);
+      progress.value = (100 * offset) / file.size;
+      status.textContent = `resuming at ${Math.floor((100 * offset) / file.size)} %`;
+      started = performance.now();
+      startedAt = offset;
+    },
+  });
+  cancel.addEventListener("click", () => upload.cancel());
+  try {
+    const answer = await upload.run();
+    finish("stored", "stored");
+    progress.value = 100;
+    if (answer && answer.object) showResult(result, answer.object);
+  } catch (error) {
+    if (error instanceof UploadCancelled) finish("cancelled", "cancelled");
+    else finish("failed", error.message);
+  }
+}
+
+// After a reload, files chosen again that were partly uploaded before: offer to continue them
+// (Upload does; "Start over" forgets them and removes what the server holds of them).
+function offerToContinue(files, token) {
+  const offer = document.getElementById("resume-offer");
+  const unfinished = files.filter((file) => findUnfinished(file));
+  offer.hidden = unfinished.length === 0;
+  if (offer.hidden) return;
+  const names = unfinished.map((file) => `“${file.name}”`).join(", ");
+  document.getElementById("resume-text").textContent =
+    `${names} ${unfinished.length === 1 ? "was" : "were"} partly uploaded before: ` +
+    "continue where it stopped, or start over.";
+  document.getElementById("restart-button").onclick = () => {
+    for (const file of unfinished) {
+      const entry = findUnfinished(file);
+      forgetUnfinished(file);
+      terminateUpload(entry.url, token());
+    }
+    offer.hidden = true;
+  };
+}
+
 function setUp() {
   const form = document.getElementById("upload-form");
   const fileInput = document.getElementById("file");
@@ -129,6 +203,7 @@ function setUp() {
   const notice = document.getElementById("notice");
   const uploads = document.getElementById("uploads");
   const button = document.getElementById("upload-button");
+  const token = () => tokenInput.value.trim();
   document.getElementById("token-row").hidden = false;
   document.getElementById("drop-hint").hidden = false;
 
@@ -141,17 +216,18 @@ function setUp() {
     event.preventDefault();
     dropZone.classList.remove("dragging");
     fileInput.files = event.dataTransfer.files;
+    offerToContinue(Array.from(fileInput.files), token);
   });
+  fileInput.addEventListener("change", () => offerToContinue(Array.from(fileInput.files), token));
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const files = Array.from(fileInput.files);
     const title = document.getElementById("title").value;
-    const token = tokenInput.value.trim();
     notice.textContent = "";
     button.disabled = true;
     try {
-      const refusal = await tokenRefusal(token);
+      const refusal = await tokenRefusal(token());
       if (refusal) {
         notice.textContent = refusal;
         return;
@@ -161,7 +237,17 @@ function setUp() {
     } finally {
       button.disabled = false;
     }
-    for (const file of files) startUpload(uploads, file, title, token);
+    document.getElementById("resume-offer").hidden = true;
+    // Files from this size go resumable, in chunks of this size (see index.html).
+    const resumableFrom = Number(uploads.dataset.resumableFrom);
+    const chunkSize = Number(uploads.dataset.chunkSize);
+    for (const file of files) {
+      if (file.size >= resumableFrom) {
+        startResumableUpload(uploads, file, title, token(), chunkSize);
+      } else {
+        startUpload(uploads, file, title, token());
+      }
+    }
     fileInput.value = "";
   });
 }

@@ -47,6 +47,8 @@ async def test_index_serves_the_form_with_a_strict_csp(client: httpx.AsyncClient
     # The title comes before the file input, so a plain form posts it first.
     assert page.index('name="title"') < page.index('name="file"')
     assert '<script src="/static/upload.js" defer></script>' in page
+    # resumable.js defines what upload.js uses for large files: it runs first.
+    assert page.index("/static/resumable.js") < page.index("/static/upload.js")
     assert "http://" not in page and "https://" not in page  # no external resources
 
 
@@ -54,6 +56,7 @@ async def test_index_serves_the_form_with_a_strict_csp(client: httpx.AsyncClient
     ("path", "media_type", "text"),
     [
         ("/static/upload.js", "javascript", '"use strict";'),
+        ("/static/resumable.js", "javascript", '"use strict";'),
         ("/static/style.css", "text/css", "#drop-zone"),
     ],
 )
