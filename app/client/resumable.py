@@ -254,6 +254,7 @@ class ResumableUpload:
         self.log = log
         self.file = FileIdentity.of(path)
         self.sent = 0  # bytes this run sent in PATCH bodies (retries included)
+        self.url = ""  # the upload's, once created or found
 
     def _create(self) -> tuple[str, int, httpx.Response]:
         name = os.path.basename(self.path)
@@ -304,6 +305,7 @@ class ResumableUpload:
     def run(self, progress: Progress) -> httpx.Response | None:
         """Upload the rest of the file; the last answer (None if nothing was left to send)."""
         url, offset, last = self._start()
+        self.url = url
         progress.started_at = offset
         progress.show(offset)
         failures = 0
@@ -341,11 +343,21 @@ class ResumableUpload:
         return self.tus.append(url, stream, offset, size, on_sent)
 
     def summary(self, last: httpx.Response | None) -> dict[str, Any]:
-        """The JSON printed at the end: the server's answer when it has one."""
+        """The JSON printed at the end: the server's answer when it describes the stored
+        object (a creation that completed at once: an empty file). A tus append answers 204
+        without a body, so after one only what the client knows is printed, in the shape of
+        the service's answers about an upload."""
         answer = json_answer(last) if last is not None else None
-        if answer is not None:
+        if answer is not None and "object" in answer:
             return answer
-        return {"url": str(last.url) if last is not None else None, "length": self.file.size}
+        return {
+            "id": self.url.rstrip("/").rsplit("/", 1)[-1],
+            "url": self.url,
+            "offset": self.file.size,
+            "length": self.file.size,
+            "complete": True,
+            "filename": os.path.basename(self.path),
+        }
 
 
 def run(

@@ -84,11 +84,10 @@ def test_a_resumable_upload_is_stored_intact(
     )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer["length"] == 21 * MiB + 5
+    assert (answer["length"], answer["complete"]) == (21 * MiB + 5, True)
     key = stored_object(bucket)
-    assert key.endswith("/film é.mp4")
-    if "object" in answer:
-        assert answer["object"]["sha256"] == sha
+    assert key == f"uploads/{answer['id']}/film é.mp4"
+    assert answer["url"] == f"{app.url}/files/{answer['id']}"
     assert bucket.sha256(key) == sha
     assert bucket.incomplete_uploads() == []
     assert list(state_dir.iterdir()) == []  # nothing left to resume
@@ -186,4 +185,19 @@ def test_a_killed_upload_is_continued_by_the_next_run(
     assert bucket.incomplete_uploads() == []
     assert list(state_dir.iterdir()) == []
     answer = json.loads(second.stdout)
-    assert answer["length"] == size
+    assert (answer["length"], answer["complete"]) == (size, True)
+    assert key == f"uploads/{answer['id']}/backup.tar"
+
+
+def test_an_empty_file_is_stored_by_the_creation_whose_answer_is_printed(
+    bucket: Bucket, start_app: StartApp, tmp_path: Path
+) -> None:
+    app = start_app(bucket, part_size=PART)
+    path = tmp_path / "empty.log"
+    path.write_bytes(b"")
+    result = run_app_command(*upload_command(path, app, tmp_path / "state"), env=NO_PROXY)
+    assert result.returncode == 0, result.stderr
+    stored = json.loads(result.stdout)["object"]
+    assert stored["size"] == 0
+    assert stored["key"] == stored_object(bucket)
+    assert bucket.read(stored["key"]) == b""

@@ -51,10 +51,11 @@ class FakeTusServer:
             self.uploads[name] = bytearray()
             self.lengths[name] = int(request.headers["upload-length"])
             self.metadata[name] = request.headers.get("upload-metadata", "")
+            answer: dict[str, object] = {"id": name, "offset": 0, "length": self.lengths[name]}
+            if self.lengths[name] == 0:  # complete at once: the answer describes the object
+                answer["object"] = {"key": f"uploads{name}/empty", "size": 0}
             return httpx.Response(
-                201,
-                headers={"Location": name, "Upload-Offset": "0"},
-                json={"id": name, "offset": 0, "length": self.lengths[name]},
+                201, headers={"Location": name, "Upload-Offset": "0"}, json=answer
             )
         path = request.url.path
         if path not in self.uploads:
@@ -144,7 +145,14 @@ def test_the_file_goes_in_checksummed_chunks_after_an_empty_creation(
         {"filename": "clip é.mp4", "filetype": "video/mp4"}
     )
     assert pauses == []
-    assert json.loads(out)["url"] == "http://svc/files/1"
+    assert json.loads(out) == {
+        "id": "1",
+        "url": "http://svc/files/1",
+        "offset": 1000,
+        "length": 1000,
+        "complete": True,
+        "filename": "clip é.mp4",
+    }
     assert list(state_dir.iterdir()) == []  # the record is removed once the upload is complete
     assert "sent 1000 B" in err
 
@@ -306,7 +314,8 @@ def test_an_empty_file_is_complete_at_creation(tmp_path: Path, state_dir: Path) 
     status, out, err, _ = run(server, state_dir, str(empty))
     assert status == 0, err
     assert server.requests == [("POST", "/files/", None)]
-    assert json.loads(out)["length"] == 0
+    # The creation's answer, which describes the stored object, is what is printed.
+    assert json.loads(out)["object"] == {"key": "uploads/files/1/empty", "size": 0}
 
 
 @pytest.mark.parametrize(
