@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sweeper.add_argument("--apply", action="store_true", help="abort them (default: list)")
     upload.add_arguments(
-        commands.add_parser("upload", help="send files to the service as one streamed request")
+        commands.add_parser(
+            "upload",
+            help="send files to the service in one streamed request, or one file resumably",
+        )
     )
     loadtest.add_arguments(
         commands.add_parser("loadtest", help="concurrent generated uploads, verified by SHA-256")

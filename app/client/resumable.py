@@ -284,9 +284,10 @@ class ResumableUpload:
                 return record.url, offset, None
         return self._retrying(self._create)
 
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        """`attempt()` until it succeeds, retrying transport errors and Retry answers."""
-        failures = 0
+    def _retrying(self, attempt: Callable[[], T], failed_before: int = 0) -> T:
+        """`attempt()` until it succeeds, retrying transport errors and Retry answers; the
+        pauses (and the count that gives up) go on from `failed_before` failures."""
+        failures = failed_before
         while True:
             try:
                 return attempt()
@@ -320,7 +321,7 @@ class ResumableUpload:
                 except (httpx.TransportError, Retry) as exc:
                     failures += 1
                     self._pause(failures, exc)
-                    offset = self._retrying(lambda: self.tus.offset(url))
+                    offset = self._retrying(lambda: self.tus.offset(url), failures)
                     progress.show(offset, "resumed", force=True)
                     continue
                 if new_offset <= offset:
@@ -408,6 +409,11 @@ def run(
             )
             progress = Progress(upload.file.size, status)
             last = upload.run(progress)
+    except KeyboardInterrupt:
+        if status is not None:
+            status.close()
+        print("upload: interrupted; the same command continues the upload", file=stderr)
+        return 130
     except OSError as exc:
         if status is not None:
             status.close()

@@ -124,6 +124,11 @@ class ResumableUpload {
     }
     if (!this.url) {
       this.url = await this.retrying(() => this.create());
+      if (this.cancelled) {
+        // Cancelled while the creation's answer was on its way.
+        terminateUpload(this.url, this.token);
+        throw new UploadCancelled();
+      }
       rememberUnfinished(this.file, this.url);
     }
     let failures = 0;

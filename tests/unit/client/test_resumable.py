@@ -227,6 +227,42 @@ def test_a_lost_answer_continues_from_the_offset_head_reports(
     assert server.uploads["/files/1"] == data
 
 
+def test_failed_heads_go_on_with_the_same_backoff(path: Path, state_dir: Path, data: bytes) -> None:
+    """The network is down for a while: the PATCH fails, then two HEADs; the pauses keep
+    doubling across them."""
+    server = FakeTusServer()
+    server.faults.append(lambda request: httpx.ConnectError("unreachable", request=request))
+    heads = 0
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        nonlocal heads
+        if request.method == "HEAD":
+            heads += 1
+            if heads <= 2:
+                raise httpx.ConnectError("unreachable", request=request)
+        return server(request)
+
+    status, _, err, pauses = run(handle, state_dir, str(path))
+    assert status == 0, err
+    assert pauses == [1.0, 2.0, 4.0]
+    assert server.uploads["/files/1"] == data
+
+
+def test_ctrl_c_keeps_the_record_for_the_next_run(path: Path, state_dir: Path) -> None:
+    server = FakeTusServer()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "PATCH":
+            raise KeyboardInterrupt
+        return server(request)
+
+    status, out, err, _ = run(handle, state_dir, str(path))
+    assert (status, out) == (130, "")
+    assert "upload: interrupted; the same command continues the upload" in err
+    record = ResumeState(state_dir).find("http://svc/files/", FileIdentity.of(path))
+    assert record is not None and record.url == "http://svc/files/1"
+
+
 def test_too_many_failures_in_a_row_give_up_and_keep_the_record(
     path: Path, state_dir: Path
 ) -> None:
