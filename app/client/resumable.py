@@ -18,6 +18,7 @@ continues. The output and exit status are as for `python -m app upload`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -166,6 +167,13 @@ class TusClient:
         check_answer(response, 201)
         if "location" not in response.headers:
             raise UploadFailed("HTTP 201 without a Location header")
+        return response
+
+    def describe(self, url: str) -> httpx.Response:
+        """GET: the upload as the service describes it, with the stored object once complete
+        (a tus append answers 204, without a body)."""
+        response = self.http.get(url, headers=self.headers)
+        check_answer(response, 200)
         return response
 
     def offset(self, url: str) -> int:
@@ -328,6 +336,9 @@ class ResumableUpload:
                     raise UploadFailed(f"the offset did not move past {offset}")
                 offset, failures = new_offset, 0
         self.state.remove(self.endpoint, self.file)
+        if last is None or "object" not in (json_answer(last) or {}):
+            with contextlib.suppress(UploadFailed):  # stored all the same: say what we know
+                last = self._retrying(lambda: self.tus.describe(url))
         return last
 
     def _append(
@@ -344,10 +355,9 @@ class ResumableUpload:
         return self.tus.append(url, stream, offset, size, on_sent)
 
     def summary(self, last: httpx.Response | None) -> dict[str, Any]:
-        """The JSON printed at the end: the server's answer when it describes the stored
-        object (a creation that completed at once: an empty file). A tus append answers 204
-        without a body, so after one only what the client knows is printed, in the shape of
-        the service's answers about an upload."""
+        """The JSON printed at the end: the service's description of the upload, with the
+        stored object (key, size, sha256). Should a server answer without one, what the
+        client knows is printed, in the same shape."""
         answer = json_answer(last) if last is not None else None
         if answer is not None and "object" in answer:
             return answer

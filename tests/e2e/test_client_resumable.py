@@ -87,7 +87,8 @@ def test_a_resumable_upload_is_stored_intact(
     assert (answer["length"], answer["complete"]) == (21 * MiB + 5, True)
     key = stored_object(bucket)
     assert key == f"uploads/{answer['id']}/film é.mp4"
-    assert answer["url"] == f"{app.url}/files/{answer['id']}"
+    assert answer["url"] == f"/files/{answer['id']}"  # the service's own answer (GET)
+    assert (answer["object"]["key"], answer["object"]["sha256"]) == (key, sha)
     assert bucket.sha256(key) == sha
     assert bucket.incomplete_uploads() == []
     assert list(state_dir.iterdir()) == []  # nothing left to resume

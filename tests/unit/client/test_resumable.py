@@ -63,6 +63,16 @@ class FakeTusServer:
         held = self.uploads[path]
         if request.method == "HEAD":
             return httpx.Response(200, headers={"Upload-Offset": str(len(held))})
+        if request.method == "GET":  # what the service says of the upload, as JSON
+            length = self.lengths[path]
+            answer = {"id": path, "offset": len(held), "length": length}
+            if len(held) == length:
+                answer["object"] = {
+                    "key": f"uploads{path}/file",
+                    "size": length,
+                    "sha256": hashlib.sha256(held).hexdigest(),
+                }
+            return httpx.Response(200, json=answer)
         assert request.method == "PATCH"
         assert request.headers["content-type"] == "application/offset+octet-stream"
         if self.faults:
@@ -138,6 +148,7 @@ def test_the_file_goes_in_checksummed_chunks_after_an_empty_creation(
         ("PATCH", "/files/1", 300),
         ("PATCH", "/files/1", 600),
         ("PATCH", "/files/1", 900),
+        ("GET", "/files/1", None),  # the stored object: tus's last PATCH answers 204
     ]
     assert server.uploads["/files/1"] == data
     assert server.lengths["/files/1"] == 1000
@@ -145,13 +156,11 @@ def test_the_file_goes_in_checksummed_chunks_after_an_empty_creation(
         {"filename": "clip é.mp4", "filetype": "video/mp4"}
     )
     assert pauses == []
-    assert json.loads(out) == {
-        "id": "1",
-        "url": "http://svc/files/1",
-        "offset": 1000,
-        "length": 1000,
-        "complete": True,
-        "filename": "clip é.mp4",
+    answer = json.loads(out)  # the service's GET, as it describes the stored object
+    assert answer["object"] == {
+        "key": "uploads/files/1/file",
+        "size": 1000,
+        "sha256": hashlib.sha256(data).hexdigest(),
     }
     assert list(state_dir.iterdir()) == []  # the record is removed once the upload is complete
     assert "sent 1000 B" in err
@@ -167,7 +176,7 @@ def test_the_token_goes_on_every_request(path: Path, state_dir: Path) -> None:
 
     status, _, err, _ = run(handle, state_dir, str(path), "--url", "http://svc/", "--token", "t0k")
     assert status == 0, err
-    assert seen == ["Bearer t0k", "Bearer t0k"]
+    assert seen == ["Bearer t0k", "Bearer t0k", "Bearer t0k"]  # POST, PATCH, GET
 
 
 def test_a_dropped_connection_is_retried_from_the_servers_offset(
@@ -177,11 +186,12 @@ def test_a_dropped_connection_is_retried_from_the_servers_offset(
     server.faults.extend([lambda request: httpx.WriteError("connection reset", request=request)])
     status, _, err, pauses = run(server, state_dir, str(path), "--chunk-size", "600")
     assert status == 0, err
-    assert [r[0] for r in server.requests] == ["POST", "PATCH", "HEAD", "PATCH", "PATCH"]
+    assert [r[0] for r in server.requests] == ["POST", "PATCH", "HEAD", "PATCH", "PATCH", "GET"]
     assert server.requests[2:] == [
         ("HEAD", "/files/1", None),
         ("PATCH", "/files/1", 0),
         ("PATCH", "/files/1", 600),
+        ("GET", "/files/1", None),
     ]
     assert pauses == [1.0]
     assert "connection reset; retrying in 1 s" in err
@@ -221,6 +231,7 @@ def test_a_lost_answer_continues_from_the_offset_head_reports(
         ("HEAD", "/files/1", None),
         ("PATCH", "/files/1", 400),
         ("PATCH", "/files/1", 800),
+        ("GET", "/files/1", None),
     ]
     assert pauses == [1.0]
     assert server.patch_bytes == len(data)  # nothing sent twice
@@ -291,6 +302,7 @@ def test_a_recorded_upload_is_continued_where_the_server_stands(
         ("HEAD", "/files/7", None),
         ("PATCH", "/files/7", 700),
         ("PATCH", "/files/7", 900),
+        ("GET", "/files/7", None),
     ]
     assert server.patch_bytes == 300
     assert server.uploads["/files/7"] == data
@@ -311,6 +323,7 @@ def test_a_recorded_upload_the_server_forgot_starts_again(
         ("HEAD", "/files/gone"),
         ("POST", "/files/"),
         ("PATCH", "/files/1"),
+        ("GET", "/files/1"),
     ]
     assert "http://svc/files/gone is gone (expired or removed): starting a new upload" in err
     assert server.uploads["/files/1"] == data
