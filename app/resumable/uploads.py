@@ -199,8 +199,12 @@ class ResumableUploads:
     async def holding(self, upload_id: str, owner: str | None) -> AsyncIterator[Held]:
         """Hold the upload's lease for the block (see the module docstring)."""
         if upload_id in self._held_here:
+            # Read all the same: an unknown upload is 404, and the refusal names the offset.
+            state, _ = await self._load(upload_id, owner)
             metrics.RESUMABLE.labels("conflict").inc()
-            raise UploadLocked("another request is appending to this upload; retry shortly")
+            locked = UploadLocked("another request is appending to this upload; retry shortly")
+            locked.upload_offset = state.offset
+            raise locked
         self._held_here.add(upload_id)
         try:
             state, etag = await self._load(upload_id, owner)
@@ -218,9 +222,9 @@ class ResumableUploads:
                 etag = await self.states.save(state, etag)
             except StateConflict:
                 metrics.RESUMABLE.labels("conflict").inc()
-                raise UploadLocked(
-                    "another request took this upload first; retry shortly"
-                ) from None
+                locked = UploadLocked("another request took this upload first; retry shortly")
+                locked.upload_offset = state.offset
+                raise locked from None
             held = Held(self, state, etag)
             try:
                 yield held
@@ -265,8 +269,6 @@ class ResumableUploads:
             raise
         finally:
             await renewal.stop()
-        if append.received:
-            metrics.RESUMABLE_BYTES.inc(append.received)
         await held.commit(appended, extend=append.received > 0)
         if done:
             if state.length is None:
@@ -438,11 +440,12 @@ class Held:
     async def commit(self, appended: Appended, *, extend: bool) -> None:
         """The request's bytes into the state; the old tail removed once it is replaced."""
         state = self.state
-        old_tail = state.tail
+        old_tail, old_offset = state.tail, state.offset
         appended.apply(state)
         if extend:
             state.expires = time.time() + self._uploads.settings.resumable_expiry
         await self.save()
+        metrics.RESUMABLE_BYTES.inc(max(state.offset - old_offset, 0))  # kept, cut off or not
         if old_tail is not None and state.tail != old_tail:
             await self._uploads._delete_quietly(old_tail.key)
 

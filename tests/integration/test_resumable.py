@@ -238,6 +238,7 @@ async def test_a_second_append_while_one_runs_is_423(
     await started.wait()
     second = await patch(http, url, 0, b"z" * 10)
     assert_error(second, 423, "upload_locked")
+    assert second.headers["upload-offset"] == "0"  # where to resume once it is free
     go_on.set()
     response = await first
     assert response.status_code == 204, response.text
