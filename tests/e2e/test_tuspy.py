@@ -20,12 +20,10 @@ import pytest
 import requests
 from tusclient.client import TusClient
 
-from harness.clients import get_metric
 from harness.processes import ROOT, wait_until
-from harness.servers import AppServer
 from harness.store import Bucket, MiB
 from tests.e2e.conftest import StartApp
-from tests.e2e.tus import assert_completed, head_offset
+from tests.e2e.tus import assert_completed, head_offset, metric
 
 PART = 5 * MiB
 SIZE = 23 * MiB  # five parts, the last one short
@@ -145,14 +143,6 @@ def body_arriving(port: int) -> bool:
     return False
 
 
-def metric(app: AppServer, name: str, labels: dict[str, str] | None = None) -> float:
-    """A sample of the app's /metrics; 0 for a labelled one not counted yet."""
-    try:
-        return get_metric(app.port, name, labels)
-    except KeyError:
-        return 0.0
-
-
 def test_tuspy_resumes_after_its_process_was_killed_mid_patch(
     bucket: Bucket, start_app: StartApp, tmp_path: Path, scripts: list[TuspyScript]
 ) -> None:
@@ -170,14 +160,14 @@ def test_tuspy_resumes_after_its_process_was_killed_mid_patch(
     # Larger than what the sockets' buffers take from a client whose server does not read.
     chunk = 12 * MiB
     endpoint = f"{app.url}/files/"
-    received_before = metric(app, "upload_received_bytes_total")
+    received_before = metric(app.port, "upload_received_bytes_total")
 
     first = TuspyScript(endpoint, path, urls, chunk, paced=True)
     scripts.append(first)
     url = first.line().split()[1]
     first.next_chunk()
     assert first.line() == f"offset {chunk}"
-    received_first = metric(app, "upload_received_bytes_total") - received_before
+    received_first = metric(app.port, "upload_received_bytes_total") - received_before
     assert received_first == chunk
 
     app.send_signal(signal.SIGSTOP)
@@ -191,9 +181,9 @@ def test_tuspy_resumes_after_its_process_was_killed_mid_patch(
 
     # The app reads what reached it, then the end of the connection: the PATCH was cut off.
     cut_off = {"outcome": "failed", "code": "client_disconnected"}
-    assert wait_until(lambda: metric(app, "upload_requests_total", cut_off) == 1, 30)
-    assert metric(app, "upload_requests_in_flight") == 0
-    cut_bytes = metric(app, "upload_received_bytes_total") - received_before - chunk
+    assert wait_until(lambda: metric(app.port, "upload_requests_total", cut_off) == 1, 30)
+    assert metric(app.port, "upload_requests_in_flight") == 0
+    cut_bytes = metric(app.port, "upload_received_bytes_total") - received_before - chunk
     assert 0 < cut_bytes < chunk
     assert head_offset(app.url, url.removeprefix(app.url)) == chunk  # none of it was kept
 
@@ -204,8 +194,8 @@ def test_tuspy_resumes_after_its_process_was_killed_mid_patch(
     assert offsets[-1] == f"offset {size}"
     assert second.proc.wait(timeout=60) == 0
 
-    received = metric(app, "upload_received_bytes_total") - received_before
-    appended = metric(app, "upload_resumable_appended_bytes_total")
+    received = metric(app.port, "upload_received_bytes_total") - received_before
+    appended = metric(app.port, "upload_resumable_appended_bytes_total")
     print(f"\nkilled mid-PATCH: {cut_bytes / MiB:.2f} MiB of the {chunk // MiB} MiB PATCH arrived")
     assert appended == size  # every byte kept once
     assert received - size == cut_bytes  # sent again: what the cut-off PATCH had delivered

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from app.settings import RESUMABLE_PREFIX
+from harness.clients import get_metric
 from harness.store import Bucket
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -74,6 +75,14 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     error = response.json()["error"]
     assert error["code"] == code
     assert isinstance(error["message"], str) and error["message"]
+
+
+def metric(port: int, name: str, labels: dict[str, str] | None = None) -> float:
+    """A sample of the app's /metrics; 0 for a labelled one not counted yet."""
+    try:
+        return get_metric(port, name, labels)
+    except KeyError:
+        return 0.0
 
 
 def upload_id(url_or_path: str) -> str:
