@@ -104,10 +104,14 @@ def tails(bucket: Bucket) -> list[str]:
 def assert_completed(bucket: Bucket, url_or_path: str, data: bytes) -> dict[str, Any]:
     """The upload is complete and intact: its object holds `data` (SHA-256 read back), its
     state records the same digest, and neither a multipart upload nor a tail is left."""
-    digest = hashlib.sha256(data).hexdigest()
+    return assert_completed_as(bucket, url_or_path, len(data), hashlib.sha256(data).hexdigest())
+
+
+def assert_completed_as(bucket: Bucket, url_or_path: str, size: int, digest: str) -> dict[str, Any]:
+    """assert_completed for `size` bytes of SHA-256 `digest` (a body too large to keep)."""
     record: dict[str, Any] = upload_state(bucket, url_or_path)["completed"]
     assert record is not None, "the upload is not complete"
-    assert record["size"] == len(data)
+    assert record["size"] == size
     assert record["sha256"] == digest
     assert bucket.sha256(record["key"]) == digest
     assert bucket.incomplete_uploads() == []
