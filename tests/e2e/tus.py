@@ -85,6 +85,12 @@ def metric(port: int, name: str, labels: dict[str, str] | None = None) -> float:
         return 0.0
 
 
+def cut_off_patches(port: int) -> float:
+    """PATCHes the app has seen cut off by their client (and answered, the lease given back)."""
+    labels = {"method": "PATCH", "status": "400", "code": "client_disconnected"}
+    return metric(port, "upload_resumable_requests_total", labels)
+
+
 def upload_id(url_or_path: str) -> str:
     return url_or_path.rstrip("/").rsplit("/", 1)[1]
 
