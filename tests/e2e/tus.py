@@ -1,11 +1,11 @@
 """What the end-to-end tests of /files/ share: tus requests made by hand, the state an upload
 keeps in the bucket, and tuspy run as a user's script.
 
-`python -m tests.e2e.tus ENDPOINT FILE URLS CHUNK [paced]` uploads FILE with tuspy (sha1
-Upload-Checksum on every PATCH, the upload's URL kept in the FileStorage file URLS, so that a
-run after a killed one continues the upload). It prints `url <URL> offset <N>` once, then
-`offset <N>` after each chunk; `paced`: it reads a line from stdin before each chunk, so the
-test decides when each PATCH starts.
+`python -m tests.e2e.tus ENDPOINT FILE URLS CHUNK [paced] [plain]` uploads FILE with tuspy
+(sha1 Upload-Checksum on every PATCH unless `plain`; the upload's URL kept in the FileStorage
+file URLS, so that a run after a killed one continues the upload). It prints
+`url <URL> offset <N>` once, then `offset <N>` after each chunk; `paced`: it reads a line
+from stdin before each chunk, so the test decides when each PATCH starts.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def run_tuspy(argv: list[str]) -> None:
     from tusclient.client import TusClient
     from tusclient.storage.filestorage import FileStorage
 
-    endpoint, path, urls, chunk, *pacing = argv
+    endpoint, path, urls, chunk, *flags = argv
     # A path, not an open file: with store_url, tuspy 1.1 closes a given stream when it takes
     # the file's fingerprint.
     uploader = TusClient(endpoint).uploader(
@@ -139,13 +139,13 @@ def run_tuspy(argv: list[str]) -> None:
         metadata={"filename": Path(path).name},
         store_url=True,
         url_storage=FileStorage(urls),
-        upload_checksum=True,
+        upload_checksum="plain" not in flags,
     )
     if uploader.url is None:  # a first run; a later one found the URL and asked its offset
         uploader.set_url(uploader.create_url())
     print(f"url {uploader.url} offset {uploader.offset}", flush=True)
     while uploader.offset < uploader.stop_at:
-        if pacing:
+        if "paced" in flags:
             sys.stdin.readline()
         uploader.upload_chunk()
         print(f"offset {uploader.offset}", flush=True)
