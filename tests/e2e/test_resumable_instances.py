@@ -31,6 +31,7 @@ from tests.e2e.tus import (
     assert_error,
     create,
     head_offset,
+    metric,
     patch,
     upload_state,
 )
@@ -129,6 +130,35 @@ def test_an_upload_started_on_one_instance_is_finished_on_another(
     response = patch(b.url, path, offset, data[offset:])
     assert response.status_code == 204, response.text
     assert response.headers["upload-offset"] == str(len(data))
+    assert_completed(moto_bucket, path, data)
+
+
+def test_an_instance_stopped_mid_patch_keeps_what_arrived_and_frees_the_upload(
+    moto_bucket: Bucket, start_app: StartApp
+) -> None:
+    """A gets SIGTERM while a PATCH (no checksum) streams into it: once its graceful shutdown
+    time is over it cuts the request off, answers 503 with the offset, keeps the 7 MiB that
+    arrived (a part and a tail) and gives the lease back, so B takes the upload at once."""
+    settings = {"S3_CONDITIONAL_WRITES": "on", "UPLOAD_RESUMABLE_LEASE": str(LEASE)}
+    a = start_app(moto_bucket, part_size=PART, graceful_shutdown=1, env=settings)
+    b = start_instance(start_app, moto_bucket)
+    data = os.urandom(16 * MiB)
+    path = create(a.url, len(data))
+    held = HeldPatch(a.url, path, 0, data[: 12 * MiB], first=7 * MiB)
+    try:
+        received = "upload_received_bytes_total"
+        assert wait_until(lambda: metric(a.port, received) == 7 * MiB, timeout=30)
+        a.send_signal(signal.SIGTERM)
+        assert a.wait(timeout=60) == -signal.SIGTERM
+    finally:
+        cut_off = held.release()
+    assert cut_off is not None, held.error
+    assert_error(cut_off, 503, "shutting_down")
+    assert cut_off.headers["upload-offset"] == str(7 * MiB)
+
+    assert head_offset(b.url, path) == 7 * MiB
+    response = patch(b.url, path, 7 * MiB, data[7 * MiB :])
+    assert response.status_code == 204, response.text
     assert_completed(moto_bucket, path, data)
 
 
