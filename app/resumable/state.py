@@ -16,6 +16,7 @@ fails, which is how the lease excludes a second appender across instances.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -114,13 +115,25 @@ class ResumableState:
 
     @classmethod
     def from_json(cls, raw: bytes) -> ResumableState:
-        data = json.loads(raw)
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ResumableState:
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"state version {data.get('version')!r} is not {STATE_VERSION}")
         data["parts"] = [StoredPart(**part) for part in data["parts"]]
         data["tail"] = Tail(**data["tail"]) if data["tail"] else None
         data["lease"] = Lease(**data["lease"]) if data["lease"] else None
         return cls(**data)
+
+
+#: Reads of a torn state.json before giving up, and the pause before the next (times the try).
+TORN_READ_ATTEMPTS = 5
+TORN_READ_PAUSE = 0.05
+
+
+class _TornRead(Exception):
+    """The body ended before its Content-Length: the object was being rewritten."""
 
 
 class StateConflict(Exception):
@@ -135,21 +148,47 @@ class StateStore:
         self.conditional_writes = conditional_writes
 
     async def load(self, upload_id: str) -> tuple[ResumableState, str] | None:
-        """The state and its ETag, or None if there is none (or it is unreadable)."""
-        client = self.storage.client
+        """The state and its ETag, or None if there is none.
+
+        A store that replaces an object in place (`rclone serve s3`) can hand out a torn copy
+        while it is being rewritten: a body shorter than its Content-Length, or JSON cut
+        short. That is read again, a few times, rather than taken for a missing upload (a
+        client told 404 starts over) or a storage failure.
+        """
+        for attempt in range(TORN_READ_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(TORN_READ_PAUSE * attempt)
+            try:
+                raw, etag = await self._get(upload_id)
+            except _TornRead:
+                continue
+            if raw is None:
+                return None
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                continue  # cut short: read again
+            try:
+                return ResumableState.from_dict(data), etag
+            except (ValueError, TypeError, KeyError, AttributeError):
+                return None  # another version's, or not ours: as good as unknown
+        raise StorageFailed(f"the state of upload {upload_id} could not be read whole")
+
+    async def _get(self, upload_id: str) -> tuple[bytes | None, str]:
         try:
-            response = await client.get_object(Bucket=self.storage.bucket, Key=state_key(upload_id))
-            async with response["Body"] as body:
-                raw = await body.read()
+            response = await self.storage.client.get_object(
+                Bucket=self.storage.bucket, Key=state_key(upload_id)
+            )
         except Exception as exc:
             if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return None
+                return None, ""
             raise StorageFailed(f"storage GetObject failed: {describe(exc)}") from exc
         try:
-            state = ResumableState.from_json(raw)
-        except (ValueError, TypeError, KeyError):
-            return None
-        return state, str(response["ETag"])
+            async with response["Body"] as body:
+                raw: bytes = await body.read()
+        except Exception as exc:
+            raise _TornRead(describe(exc)) from exc
+        return raw, str(response["ETag"])
 
     async def create(self, state: ResumableState) -> str:
         """Write a new state; its key must not exist. Returns the new ETag."""
