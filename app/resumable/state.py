@@ -22,6 +22,9 @@ import json
 import time
 from typing import Any
 
+import aiohttp
+from botocore.exceptions import ResponseStreamingError
+
 from app.errors import StorageFailed
 from app.settings import RESUMABLE_PREFIX
 from app.storage import S3Client
@@ -179,6 +182,8 @@ class StateStore:
             response = await self.storage.client.get_object(
                 Bucket=self.storage.bucket, Key=state_key(upload_id)
             )
+        except (aiohttp.ClientPayloadError, ResponseStreamingError) as exc:
+            raise _TornRead(describe(exc)) from exc  # botocore may read a small body itself
         except Exception as exc:
             if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None, ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from app.errors import StorageFailed
@@ -34,6 +35,10 @@ class Body:
         return self.raw
 
 
+class RaisedByGetObject(Exception):
+    """Wraps what get_object itself raises (botocore may read a small body in the call)."""
+
+
 class Client:
     """get_object answers the bodies given, one per call."""
 
@@ -43,7 +48,10 @@ class Client:
 
     async def get_object(self, **kwargs: Any) -> dict[str, Any]:
         self.calls += 1
-        return {"Body": Body(next(self._bodies)), "ETag": '"e"'}
+        body = next(self._bodies)
+        if isinstance(body, RaisedByGetObject):
+            raise body.args[0]
+        return {"Body": Body(body), "ETag": '"e"'}
 
 
 class Storage:
@@ -59,11 +67,14 @@ def no_pause(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_a_torn_read_is_read_again() -> None:
     whole = state().to_json()
-    client = Client([ConnectionError("payload is not completed"), whole[:40], whole])
+    torn = aiohttp.ClientPayloadError("Response payload is not completed")
+    client = Client(
+        [RaisedByGetObject(torn), ConnectionError("payload is not completed"), whole[:40], whole]
+    )
     store = StateStore(Storage(client), conditional_writes=True)  # type: ignore[arg-type]
     loaded = await store.load("0" * 32)
     assert loaded is not None and loaded[0] == ResumableState.from_json(whole)
-    assert client.calls == 3
+    assert client.calls == 4
 
 
 async def test_a_state_that_stays_torn_is_a_storage_failure_not_a_missing_upload() -> None:
