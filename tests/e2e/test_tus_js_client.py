@@ -12,6 +12,13 @@ its own record of unfinished uploads in localStorage across a page reload.
 
 Each finished upload is read back (SHA-256), and the bucket must hold the object and the
 small completed state record only: no multipart upload, no tail.
+
+Known server bug, not worked around here: on `rclone serve s3` a GetObject of state.json
+that overlaps its PutObject can come back truncated. When tus-js-client's HEAD right after
+the cut meets the cut request's last write of the state, the app answers 502
+storage_error (seen 2 times in about 15 runs of the cut and reload tests), and on a 5xx
+from HEAD tus-js-client drops the upload and starts a new one from byte 0: the cut and
+reload tests then fail on the upload's URL. The app should read the state again instead.
 """
 
 from __future__ import annotations
@@ -48,8 +55,14 @@ PROTOCOL_HEADERS = {
 }
 #: HEAD answers 200 in tus 1.0, 204 in the IETF drafts.
 HEAD_STATUS = {"tus-v1": 200, "ietf-draft-03": 204, "ietf-draft-05": 204}
-#: Another request holds the upload: 423 in tus 1.0, 409 in the IETF drafts.
-LOCKED_STATUS = {"tus-v1": 423, "ietf-draft-03": 409, "ietf-draft-05": 409}
+#: The refusals a PATCH may meet right after a cut, while the cut request is still being
+#: wound up: its lease is held (423 in tus 1.0, 409 in the drafts), or the HEAD before it
+#: was answered just before the cut request's last bytes were recorded (409).
+RETRIED_REFUSALS = {
+    "tus-v1": {(423, "upload_locked"), (409, "offset_mismatch")},
+    "ietf-draft-03": {(409, "upload_locked"), (409, "offset_mismatch")},
+    "ietf-draft-05": {(409, "upload_locked"), (409, "offset_mismatch")},
+}
 
 JS = Path(__file__).parent / "js"
 TUS_JS_CLIENT = JS / "node_modules" / "tus-js-client"
@@ -209,6 +222,15 @@ def tus_page(
     return TusPage(new_page(), service.nginx.url, tus_min_js, sent_file)
 
 
+def show(requests: list[dict[str, Any]]) -> str:
+    """The requests tus-js-client made, one a line, for a failing assertion's message."""
+    return "\n" + "\n".join(
+        f"{r['method']} {r['url']} offset={r['offset']} complete={r['complete']} -> "
+        f"{r['status']} offset={r['answerOffset']} {(r['body'] or '')[:160]}"
+        for r in requests
+    )
+
+
 def upload_id(origin: str, url: str) -> str:
     match = re.fullmatch(re.escape(origin) + r"/files/([0-9a-f]{32})", url)
     assert match, url
@@ -220,7 +242,7 @@ def hold_mid_upload(service: Service, tus_page: TusPage, protocol: str) -> None:
     bytes went through and the two whole parts among them are in storage."""
     service.proxy.hold_at(service.proxy.forwarded + CUT_AT)
     tus_page.start(protocol)
-    assert service.proxy.held.wait(timeout=60), tus_page.requests()
+    assert service.proxy.held.wait(timeout=60), show(tus_page.requests())
     # The proxy has handed the app CUT_AT bytes, some maybe still in socket buffers, which
     # a reset discards: wait until the app has read and stored the first two parts.
     assert wait_until(lambda: service.bucket.parts_stored() >= 2, timeout=60), service.app.log()
@@ -231,10 +253,10 @@ def assert_sent_again_at_most_one_part(resumed_at: int, requests: list[dict[str,
     the connection was cut, and kept all but at most one part of them: the upload went on
     from there.
 
-    Not counted: a PATCH that tus-js-client sent while the cut request still held the
-    upload (its HEAD came first and got the offset saved before), refused with
-    upload_locked; what the browser had sent of it before the refusal is lost too."""
-    assert CUT_AT - PART_SIZE <= resumed_at < CUT_AT, requests
+    Not counted: a PATCH that tus-js-client sent while the cut request was still being
+    wound up (its HEAD came first and got the offset saved before), refused (see
+    RETRIED_REFUSALS): what the browser had sent of it before the refusal is lost too."""
+    assert CUT_AT - PART_SIZE <= resumed_at < CUT_AT, show(requests)
 
 
 def assert_stored(service: Service, protocol: str, url: str, file: SentFile) -> str:
@@ -276,8 +298,8 @@ def assert_last_patch_completes(
 
 def assert_resumed_by_itself(protocol: str, requests: list[dict[str, Any]]) -> int:
     """After each request that failed, tus-js-client asked HEAD for the offset and sent the
-    next PATCH from exactly there; the only refusals were for the lease the cut request
-    still held. The offset of the first PATCH the app took."""
+    next PATCH from exactly there; the only refusals were those of RETRIED_REFUSALS. The
+    offset of the first PATCH the app took."""
     for before, after in itertools.pairwise(requests):
         if after["method"] == "PATCH" and not str(before["status"]).startswith("2"):
             pytest.fail(f"PATCH without a HEAD after a failure: {before} then {after}")
@@ -286,8 +308,8 @@ def assert_resumed_by_itself(protocol: str, requests: list[dict[str, Any]]) -> i
             assert after["offset"] == before["answerOffset"], (before, after)
     patches = [r for r in requests if r["method"] == "PATCH"]
     for refused in itertools.takewhile(lambda r: r["status"] not in (200, 204), patches):
-        assert refused["status"] == LOCKED_STATUS[protocol], refused
-        assert json.loads(refused["body"])["error"]["code"] == "upload_locked", refused
+        code = json.loads(refused["body"])["error"]["code"]
+        assert (refused["status"], code) in RETRIED_REFUSALS[protocol], refused
     return int(next(r for r in patches if r["status"] in (200, 204))["offset"])
 
 
@@ -307,7 +329,7 @@ def test_tus_js_client_uploads_in_several_patches_intact(
     assert [r["method"] for r in requests] == ["POST", "PATCH", "PATCH", "PATCH", "PATCH"]
     assert [r["offset"] for r in requests[1:]] == [str(n * 7 * MiB) for n in range(4)]
     assert requests[0]["status"] == 201
-    assert all(r["status"] in (200, 204) for r in requests[1:]), requests
+    assert all(r["status"] in (200, 204) for r in requests[1:]), show(requests)
     key = assert_stored(service, protocol, outcome["url"], sent_file)
     assert_last_patch_completes(protocol, requests, key, sent_file)
     # Every byte reached the app once (the rest is the requests' headers).
@@ -323,16 +345,16 @@ def test_tus_js_client_resumes_by_itself_after_the_connection_is_cut(
     hold_mid_upload(service, tus_page, protocol)
     service.proxy.cut()
     outcome = tus_page.outcome()
-    assert outcome["state"] == "success", (outcome, tus_page.requests())
+    assert outcome["state"] == "success", (outcome, show(tus_page.requests()))
     requests = tus_page.requests()
 
     # One upload: created once, the cut PATCH answered by nginx (502, no app answer), then
     # HEAD and PATCH again on the same URL, from the server's offset.
-    assert [r["method"] for r in requests[:2]] == ["POST", "PATCH"], requests
+    assert [r["method"] for r in requests[:2]] == ["POST", "PATCH"], show(requests)
     # nginx's 502 (the app never answered), or no answer if the browser saw the reset.
-    assert requests[1]["status"] in (502, None), requests
-    assert all(r["url"] == outcome["url"] for r in requests[1:]), requests
-    assert requests[2]["method"] == "HEAD", requests
+    assert requests[1]["status"] in (502, None), show(requests)
+    assert all(r["url"] == outcome["url"] for r in requests[1:]), show(requests)
+    assert requests[2]["method"] == "HEAD", show(requests)
     resumed_at = assert_resumed_by_itself(protocol, requests[2:])
     assert_sent_again_at_most_one_part(resumed_at, requests)
     key = assert_stored(service, protocol, outcome["url"], sent_file)
@@ -355,15 +377,15 @@ def test_tus_js_client_continues_after_a_page_reload(
     service.proxy.cut()
     tus_page.start(protocol, resume=True)
     outcome = tus_page.outcome()
-    assert outcome["state"] == "success", (outcome, tus_page.requests())
+    assert outcome["state"] == "success", (outcome, show(tus_page.requests()))
     requests = tus_page.requests()
 
     # The new page found the unfinished upload and went on with it: no new POST.
     assert tus_page.page.evaluate("window.tusRun.previousUploads") == 1
-    assert outcome["url"] == first_url
-    assert "POST" not in [r["method"] for r in requests], requests
-    assert requests[0]["method"] == "HEAD", requests
-    assert all(r["url"] == first_url for r in requests), requests
+    assert outcome["url"] == first_url, show(requests)
+    assert "POST" not in [r["method"] for r in requests], show(requests)
+    assert requests[0]["method"] == "HEAD", show(requests)
+    assert all(r["url"] == first_url for r in requests), show(requests)
     resumed_at = assert_resumed_by_itself(protocol, requests)
     assert_sent_again_at_most_one_part(resumed_at, requests)
     key = assert_stored(service, protocol, outcome["url"], sent_file)
