@@ -16,7 +16,7 @@ small completed state record only: no multipart upload, no tail.
 Known server bug, not worked around here: on `rclone serve s3` a GetObject of state.json
 that overlaps its PutObject can come back truncated. When tus-js-client's HEAD right after
 the cut meets the cut request's last write of the state, the app answers 502
-storage_error (seen 2 times in about 15 runs of the cut and reload tests), and on a 5xx
+storage_error (about 1 run in 25 of the cut and reload tests here), and on a 5xx
 from HEAD tus-js-client drops the upload and starts a new one from byte 0: the cut and
 reload tests then fail on the upload's URL. The app should read the state again instead.
 """
