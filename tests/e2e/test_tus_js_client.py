@@ -13,12 +13,11 @@ its own record of unfinished uploads in localStorage across a page reload.
 Each finished upload is read back (SHA-256), and the bucket must hold the object and the
 small completed state record only: no multipart upload, no tail.
 
-Known server bug, not worked around here: on `rclone serve s3` a GetObject of state.json
-that overlaps its PutObject can come back truncated. When tus-js-client's HEAD right after
-the cut meets the cut request's last write of the state, the app answers 502
-storage_error (about 1 run in 25 of the cut and reload tests here), and on a 5xx
-from HEAD tus-js-client drops the upload and starts a new one from byte 0: the cut and
-reload tests then fail on the upload's URL. The app should read the state again instead.
+On `rclone serve s3` a GetObject of state.json that overlaps its PutObject can come back
+truncated; here it happened when tus-js-client's HEAD right after the cut met the cut
+request's last write of the state. The app reads a torn state again
+(app/resumable/state.py): a 502 there would make tus-js-client drop the upload and start a
+new one from byte 0, which these tests catch (the upload's URL must not change).
 """
 
 from __future__ import annotations
