@@ -55,6 +55,10 @@ from app.storage.partsize import ObjectTooLarge, plan_part_size
 
 logger = logging.getLogger("app.resumable")
 
+#: Seconds a request waits for another request of this process that holds its upload (one
+#: whose connection just broke takes a moment to keep what arrived and give the upload back).
+HELD_HERE_WAIT = 3.0
+
 #: Upload ids are 128 random bits in hex: unguessable, and the URL is the capability.
 ID_BYTES = 16
 
@@ -91,7 +95,8 @@ class ResumableUploads:
         self.settings = settings
         self.hooks = hooks
         self.states = StateStore(storage, conditional_writes=settings.conditional_writes)
-        self._held_here: set[str] = set()  # uploads a request of this process holds
+        # Uploads a request of this process holds: set when it gives the upload back.
+        self._held_here: dict[str, asyncio.Event] = {}
 
     # --- create ----------------------------------------------------------------------------
 
@@ -171,7 +176,12 @@ class ResumableUploads:
     async def status(
         self, upload_id: str, owner: str | None, context: UploadContext | None = None
     ) -> ResumableState:
-        """The upload's state for HEAD: completed first if all its bytes are in."""
+        """The upload's state for HEAD: completed first if all its bytes are in.
+
+        A request of this process still appending (typically the one whose connection just
+        broke, being wound up) is waited for, briefly: its bytes then count in the offset
+        this answer gives, and the client's next PATCH is not refused."""
+        await self._settled_here(upload_id)
         state, _ = await self._load(upload_id, owner)
         if state.completed is None and state.length is not None and state.offset == state.length:
             # Every byte is stored but the completion failed or was cut off: finish it now,
@@ -195,17 +205,26 @@ class ResumableUploads:
 
     # --- the lease -------------------------------------------------------------------------
 
+    async def _settled_here(self, upload_id: str) -> bool:
+        """Wait up to HELD_HERE_WAIT for a request of this process holding the upload to give
+        it back; whether none holds it now."""
+        released = self._held_here.get(upload_id)
+        if released is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), HELD_HERE_WAIT)
+        return upload_id not in self._held_here
+
     @contextlib.asynccontextmanager
     async def holding(self, upload_id: str, owner: str | None) -> AsyncIterator[Held]:
         """Hold the upload's lease for the block (see the module docstring)."""
-        if upload_id in self._held_here:
+        if not await self._settled_here(upload_id):
             # Read all the same: an unknown upload is 404, and the refusal names the offset.
             state, _ = await self._load(upload_id, owner)
             metrics.RESUMABLE.labels("conflict").inc()
             locked = UploadLocked("another request is appending to this upload; retry shortly")
             locked.upload_offset = state.offset
             raise locked
-        self._held_here.add(upload_id)
+        released = self._held_here[upload_id] = asyncio.Event()
         try:
             state, etag = await self._load(upload_id, owner)
             now = time.time()
@@ -233,7 +252,8 @@ class ResumableUploads:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(held.release())
         finally:
-            self._held_here.discard(upload_id)
+            del self._held_here[upload_id]
+            released.set()
 
     # --- append ----------------------------------------------------------------------------
 

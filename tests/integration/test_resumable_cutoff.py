@@ -4,6 +4,7 @@ or had no Content-Length; an upload then goes on from HEAD's offset and ends int
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -190,3 +191,46 @@ async def test_an_append_cut_off_after_its_last_byte_is_completed_by_head(
         assert await offset_of(http, url) == len(DATA)
     assert completed_sha256(bucket) == hashlib.sha256(DATA).hexdigest()
     assert bucket.incomplete_uploads() == []
+
+
+async def test_a_head_during_a_cut_off_append_waits_for_what_it_keeps(
+    settings: Settings, bucket: Bucket
+) -> None:
+    """A client's HEAD can come before the service has seen its broken connection: the HEAD
+    waits (briefly) for that append to keep its bytes, and answers with them."""
+    cut = PART + 3 * MiB
+    served = app_client(settings)
+    async with served as http:
+        url = await create(http)
+        go_away, all_sent = asyncio.Event(), asyncio.Event()
+        sent = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent < cut:
+                chunk = DATA[sent : min(sent + 65536, cut)]
+                sent += len(chunk)
+                return {"type": "http.request", "body": chunk, "more_body": True}
+            all_sent.set()
+            await go_away.wait()  # the connection is broken, the service does not know yet
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            pass
+
+        scope = patch_scope(url, 0, ("content-length", str(len(DATA))))
+        appending = asyncio.ensure_future(served.app(scope, receive, send))
+        uploads = served.app.state.resumable
+        upload_id = url.rsplit("/", 1)[1]
+        await all_sent.wait()  # the append holds the upload and has had every byte
+        assert upload_id in uploads._held_here
+        head = asyncio.ensure_future(http.head(url, headers=TUS))
+        for _ in range(50):
+            await asyncio.sleep(0)  # the HEAD is now waiting for the append
+        assert not head.done()
+        go_away.set()
+        await appending
+        response = await head
+        assert response.headers["upload-offset"] == str(cut)
+        await finish(http, url, cut)
+    assert completed_sha256(bucket) == hashlib.sha256(DATA).hexdigest()
