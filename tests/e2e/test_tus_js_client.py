@@ -40,7 +40,7 @@ from harness.nginx import Nginx
 from harness.processes import wait_until
 from harness.servers import AppServer
 from harness.store import Bucket, MiB, sha256
-from tests.e2e.conftest import StartApp, StartNginx
+from tests.e2e.conftest import Capture, StartApp, StartNginx
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
@@ -136,9 +136,19 @@ def sent_file() -> SentFile:
 class TusPage:
     """The page that runs tus-js-client, on nginx's origin."""
 
-    def __init__(self, page: Page, origin: str, tus_min_js: bytes, file: SentFile) -> None:
+    def __init__(
+        self,
+        page: Page,
+        origin: str,
+        tus_min_js: bytes,
+        file: SentFile,
+        endpoint: str | None = None,
+    ) -> None:
+        """`endpoint`: where uploads go, if not `origin`'s /files/ (a page on another
+        origin)."""
         self.page = page
         self.origin = origin
+        self.endpoint = endpoint or f"{origin}/files/"
         self.url = f"{origin}{TEST_PATH}"
         self.files = {
             "": (PAGE, "text/html"),
@@ -177,7 +187,7 @@ class TusPage:
         self.page.evaluate(
             "options => window.startTusUpload(options)",
             {
-                "endpoint": f"{self.origin}/files/",
+                "endpoint": self.endpoint,
                 "protocol": protocol,
                 "token": TOKEN,
                 "chunkSize": chunk_size,
@@ -389,3 +399,69 @@ def test_tus_js_client_continues_after_a_page_reload(
     assert_sent_again_at_most_one_part(resumed_at, requests)
     key = assert_stored(service, protocol, outcome["url"], sent_file)
     assert_last_patch_completes(protocol, requests, key, sent_file)
+
+
+@pytest.fixture
+def app_origins() -> Iterator[tuple[Capture, Capture]]:
+    """Two applications' origins, each a real page on its own loopback port (a page the
+    browser did not load from loopback may not call loopback at all: Chromium's local
+    network access): one listed in UPLOAD_CORS_ORIGINS, one not."""
+    listed, unlisted = Capture(), Capture()
+    yield listed, unlisted
+    listed.stop()
+    unlisted.stop()
+
+
+def open_on(page: TusPage, app_page: Capture) -> None:
+    """Open the application's own page, then bring tus-js-client and the driver into it."""
+
+    def navigate() -> None:
+        page.page.goto(app_page.url)
+        page.page.add_script_tag(content=page.files["tus.min.js"][0].decode())
+        page.page.add_script_tag(content=page.files["tus-driver.js"][0].decode())
+
+    page.load(navigate)
+
+
+@pytest.mark.parametrize("protocol", ["tus-v1", "ietf-draft-05"])
+def test_tus_js_client_uploads_from_a_page_on_another_listed_origin(
+    protocol: str,
+    bucket: Bucket,
+    start_app: StartApp,
+    start_nginx: StartNginx,
+    new_page: Callable[..., Page],
+    tus_min_js: bytes,
+    sent_file: SentFile,
+    app_origins: tuple[Capture, Capture],
+) -> None:
+    """The page is on an application's origin, the service on another (issue 14's CORS):
+    tus-js-client's preflights, its custom headers and the headers it reads (Location,
+    Upload-Offset, Upload-Length) all pass the browser for a listed origin; a page on an
+    origin that is not listed is stopped by the browser before anything is created."""
+    listed, unlisted = app_origins
+    listed_origin = listed.url.rstrip("/")
+    env = {"UPLOAD_AUTH_TOKENS": TOKEN, "UPLOAD_CORS_ORIGINS": listed_origin}
+    app = start_app(bucket, part_size=PART_SIZE, env=env)
+    nginx = start_nginx([app.address], cors_origins=listed_origin)
+    endpoint = f"{nginx.url}/files/"
+
+    page = TusPage(new_page(), listed_origin, tus_min_js, sent_file, endpoint=endpoint)
+    open_on(page, listed)
+    page.start(protocol, chunk_size=7 * MiB)
+    outcome = page.outcome()
+    assert outcome["state"] == "success", (outcome, show(page.requests()))
+    id_ = upload_id(nginx.url, outcome["url"])
+    key = f"uploads/{id_}/{NAME}"
+    assert bucket.sha256(key) == sent_file.digest
+    assert bucket.incomplete_uploads() == []
+
+    refused = TusPage(
+        new_page(), unlisted.url.rstrip("/"), tus_min_js, sent_file, endpoint=endpoint
+    )
+    open_on(refused, unlisted)
+    refused.start(protocol)
+    assert refused.outcome()["state"] == "error"
+    # Each creation (tus-js-client retries network errors) got no answer the page could read.
+    attempts = refused.requests()
+    assert attempts and all((r["method"], r["status"]) == ("POST", None) for r in attempts)
+    assert sorted(bucket.keys()) == [f".upload-resumable/{id_}/state.json", key]
