@@ -1,6 +1,7 @@
 """`python -m bench`: run every contender against one `rclone serve s3`, write the report.
 `python -m bench chaos` runs the chaos run of bench/chaos/ instead, with its own options;
-`python -m bench resumable` compares resumable and form uploads (bench/resumable.py).
+`python -m bench resumable` compares resumable and form uploads (bench/resumable.py);
+`python -m bench hooks` measures what the pre-create hook adds to an answer (bench/hooks.py).
 
 Each round runs every contender once, in an order rotated from round to round, so a slow
 spell of the machine spreads over all of them instead of hitting one; the report gives
@@ -253,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import resumable
 
         return resumable.main(argv[1:])
+    if argv[:1] == ["hooks"]:
+        from bench import hooks
+
+        return hooks.main(argv[1:])
     args = parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     args.concurrency = [int(n) for n in args.concurrency.split(",")]

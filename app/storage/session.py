@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aioboto3
 from aiobotocore.config import AioConfig
@@ -43,6 +44,16 @@ def _https(endpoint_url: str | None) -> bool:
     return endpoint_url is None or endpoint_url.lower().startswith("https://")
 
 
+def _without_expect(request: Any, **kwargs: Any) -> None:
+    """Send bodies at once, without `Expect: 100-continue` (botocore asks it for every
+    file-like body): aiohttp then waits for the store's `100 Continue` before the body, and
+    now and then waits forever on a reused connection (seen against `rclone serve s3`: a
+    small PutObject stuck in aiohttp's write_bytes). Parts are at most a few MiB to a few
+    hundred, sent to a store that has already taken the request's headers; an early refusal
+    saves little. The header is not signed (SigV4 leaves `expect` out), so it goes here."""
+    request.headers.pop("Expect", None)
+
+
 @contextlib.asynccontextmanager
 async def open_storage(settings: Settings) -> AsyncIterator[S3Client]:
     """Yield the process's S3Client; on exit, wait briefly for pending aborts, then close."""
@@ -53,6 +64,7 @@ async def open_storage(settings: Settings) -> AsyncIterator[S3Client]:
         region_name=settings.s3_region,
         config=client_config(settings),
     ) as client:
+        client.meta.events.register("before-send.s3", _without_expect)
         storage = S3Client(
             client,
             settings.s3_bucket,

@@ -127,3 +127,20 @@ async def test_a_part_refused_with_bad_digest_is_502_not_retried_and_nothing_is_
     assert proxy.counts.get("AbortMultipartUpload") == 1
     assert bucket.incomplete_uploads() == []
     assert bucket.keys() == []
+
+
+async def test_no_storage_request_waits_for_100_continue(
+    settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3
+) -> None:
+    """botocore asks `Expect: 100-continue` for every file-like body, and aiohttp then waits
+    for the store's 100 before sending it, now and then forever on a reused connection (a
+    small PutObject stuck while 100 uploads went to `rclone serve s3` with hooks on). The
+    service sends every body at once: no request the store gets carries the header."""
+    async with app_client(settings_for()) as http:
+        response = await post_chunked(http, DATA)
+    assert response.status_code == 201, response.text
+    bucket.assert_intact(response.json()["files"][0], DATA)
+    sent = [
+        (name, headers) for name, headers in proxy.requests if name in ("UploadPart", "PutObject")
+    ]
+    assert sent and all("expect" not in headers for _, headers in sent)
