@@ -30,7 +30,8 @@ from app.client.generated import generated_chunks
 from app.client.loadstats import Outcome, Summary
 from app.client.memwatch import memory_watches
 from app.client.progress import StatusLine, format_bytes, format_clock, format_rate
-from app.client.upload import UsageError, upload_url
+from app.client.upload import upload_url
+from app.client.urls import UsageError
 from app.units import parse_size
 
 #: Hard caps, so a typo cannot start a run that never ends.

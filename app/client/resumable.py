@@ -29,13 +29,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from app.client.formbody import CHUNK_SIZE
 from app.client.progress import StatusLine, format_bytes, format_clock, format_rate, transfer_status
 from app.client.resumestate import FileIdentity, ResumeState, UploadRecord
+from app.client.urls import UsageError, endpoint_url
 from app.units import MiB
 
 TUS_VERSION = "1.0.0"
@@ -46,10 +46,6 @@ OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 RETRYABLE_STATUSES = frozenset({408, 409, 423, 429, 460})
 
 T = TypeVar("T")
-
-
-class UsageError(ValueError):
-    """The command line asks for something impossible; exit status 2."""
 
 
 class UploadFailed(Exception):
@@ -70,12 +66,7 @@ class FileChanged(UploadFailed):
 
 def files_url(url: str) -> str:
     """`url`, with `/files/` added when it names only a server (`http://host:8000`)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"not an http(s) URL: {url!r}")
-    if parts.path in ("", "/"):
-        parts = parts._replace(path="/files/")
-    return urlunsplit(parts)
+    return endpoint_url(url, "/files/")
 
 
 def encode_metadata(metadata: Mapping[str, str]) -> str:

@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO, TextIO
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -27,6 +26,7 @@ from app.client import resumable
 from app.client.formbody import CHUNK_SIZE, FileSizeChanged, FormField, FormFile, MultipartBody
 from app.client.progress import StatusLine, format_bytes, format_clock, format_rate, transfer_status
 from app.client.resumestate import default_state_dir
+from app.client.urls import UsageError, endpoint_url
 from app.units import parse_size
 
 #: Seconds any one network read or write may wait. Generous: the service pauses reading
@@ -34,18 +34,9 @@ from app.units import parse_size
 DEFAULT_TIMEOUT = 300.0
 
 
-class UsageError(ValueError):
-    """The command line or environment asks for something impossible; exit status 2."""
-
-
 def upload_url(url: str) -> str:
     """`url`, with `/uploads` added when it names only a server (`http://host:8000`)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(f"not an http(s) URL: {url!r}")
-    if parts.path in ("", "/"):
-        parts = parts._replace(path="/uploads")
-    return urlunsplit(parts)
+    return endpoint_url(url, "/uploads")
 
 
 def parse_field(text: str) -> FormField:
