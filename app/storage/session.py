@@ -44,14 +44,22 @@ def _https(endpoint_url: str | None) -> bool:
     return endpoint_url is None or endpoint_url.lower().startswith("https://")
 
 
-def _without_expect(request: Any, **kwargs: Any) -> None:
-    """Send bodies at once, without `Expect: 100-continue` (botocore asks it for every
-    file-like body): aiohttp then waits for the store's `100 Continue` before the body, and
-    now and then waits forever on a reused connection (seen against `rclone serve s3`: a
-    small PutObject stuck in aiohttp's write_bytes). Parts are at most a few MiB to a few
-    hundred, sent to a store that has already taken the request's headers; an early refusal
-    saves little. The header is not signed (SigV4 leaves `expect` out), so it goes here."""
-    request.headers.pop("Expect", None)
+#: Bodies up to this size go without `Expect: 100-continue` (see _small_without_expect).
+SMALL_BODY = 1024 * 1024
+
+
+def _small_without_expect(request: Any, **kwargs: Any) -> None:
+    """Send small bodies (state records, hook events, small objects) at once, without the
+    `Expect: 100-continue` botocore asks for every file-like body: aiohttp waits for the
+    store's `100 Continue` before the body, and for a small PutObject it now and then waited
+    forever on a reused connection (seen against `rclone serve s3`, stuck in aiohttp's
+    write_bytes). Parts keep it: a part waits for the store to take it, instead of being
+    copied into the socket's send buffer while the store is not reading yet, which is what
+    keeps many uploads within UPLOAD_MEMORY_BUDGET. The header is not signed (SigV4 leaves
+    `expect` out), so it can go here, before sending."""
+    length = request.headers.get("Content-Length")
+    if length is not None and int(length) <= SMALL_BODY:
+        request.headers.pop("Expect", None)
 
 
 @contextlib.asynccontextmanager
@@ -64,7 +72,7 @@ async def open_storage(settings: Settings) -> AsyncIterator[S3Client]:
         region_name=settings.s3_region,
         config=client_config(settings),
     ) as client:
-        client.meta.events.register("before-send.s3", _without_expect)
+        client.meta.events.register("before-send.s3", _small_without_expect)
         storage = S3Client(
             client,
             settings.s3_bucket,

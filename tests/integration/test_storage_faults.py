@@ -129,18 +129,22 @@ async def test_a_part_refused_with_bad_digest_is_502_not_retried_and_nothing_is_
     assert bucket.keys() == []
 
 
-async def test_no_storage_request_waits_for_100_continue(
+async def test_small_bodies_go_without_waiting_for_100_continue(
     settings_for: Callable[..., Settings], bucket: Bucket, proxy: FaultyS3
 ) -> None:
     """botocore asks `Expect: 100-continue` for every file-like body, and aiohttp then waits
-    for the store's 100 before sending it, now and then forever on a reused connection (a
-    small PutObject stuck while 100 uploads went to `rclone serve s3` with hooks on). The
-    service sends every body at once: no request the store gets carries the header."""
+    for the store's 100 before sending it: for a small PutObject, now and then forever on a
+    reused connection (a hook event's record stuck while 100 uploads went to `rclone serve
+    s3`). Small bodies go at once; parts still wait for the store to take them, which keeps
+    them out of the socket's send buffer (test_memory_budget.py measures that)."""
     async with app_client(settings_for()) as http:
-        response = await post_chunked(http, DATA)
-    assert response.status_code == 201, response.text
-    bucket.assert_intact(response.json()["files"][0], DATA)
-    sent = [
-        (name, headers) for name, headers in proxy.requests if name in ("UploadPart", "PutObject")
-    ]
-    assert sent and all("expect" not in headers for _, headers in sent)
+        small = await post_chunked(http, b"small file")
+        large = await post_chunked(http, DATA)
+    assert (small.status_code, large.status_code) == (201, 201)
+    bucket.assert_intact(small.json()["files"][0], b"small file")
+    bucket.assert_intact(large.json()["files"][0], DATA)
+    puts = [headers for name, headers in proxy.requests if name == "PutObject"]
+    parts = [headers for name, headers in proxy.requests if name == "UploadPart"]
+    assert puts and all("expect" not in headers for headers in puts)
+    # Parts 1 to 3 (5 MiB) wait for the store; the last, 4 bytes, goes at once.
+    assert [h.get("expect") for h in parts] == ["100-continue"] * 3 + [None]
