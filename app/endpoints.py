@@ -71,21 +71,28 @@ def _admit(request: Request) -> tuple[MultipartStream, int | None, str | None]:
     the UploadError that refuses it."""
     settings: Settings = request.app.state.settings
     uploader = check_bearer(request.headers, settings.bearer_tokens)
-    body_size = _content_length(request)
+    body_size = content_length(request)
     limit = settings.max_body_bytes
     if limit and body_size is not None and body_size > limit:
         raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
     form = MultipartStream(request.headers, max_part_header_bytes=settings.max_part_header_bytes)
+    check_capacity(request)
+    return form, body_size, uploader
+
+
+def check_capacity(request: Request) -> None:
+    """UPLOAD_MAX_CONCURRENT: 503 when this process already takes as many uploads (form
+    uploads and resumable appends alike)."""
+    settings: Settings = request.app.state.settings
     running = request.app.state.uploads_running
     if settings.max_concurrent and running >= settings.max_concurrent:
         metrics.UPLOADS_REFUSED.inc()
         raise ServerBusy(
             f"{running} uploads are in progress, the most this server takes; retry shortly"
         )
-    return form, body_size, uploader
 
 
-def _content_length(request: Request) -> int | None:
+def content_length(request: Request) -> int | None:
     raw = request.headers.get("content-length")
     if raw is None:
         return None
@@ -170,6 +177,14 @@ def _shut_down() -> ShuttingDown:
     return ShuttingDown("the server shut down before the upload finished; retry it")
 
 
+def request_id(request: Request) -> str:
+    """nginx's X-Request-ID when there is one (so its log and ours join), else our own."""
+    given = request.headers.get("x-request-id", "")
+    if given and len(given) <= 200 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
 class Outcome:
     """How one upload request ended: its log line, its metrics and its answer."""
 
@@ -179,7 +194,7 @@ class Outcome:
         self.received = 0  # body bytes read
         self.body_ended = False  # the whole body was read
         self.uploader: str | None = None  # the token's name, once admitted
-        self.request_id = self._request_id()
+        self.request_id = request_id(request)
         self.client_stopped = False  # went away or stalled: no more of the body is coming
 
     def stored(self, result: FormResult) -> Response:
@@ -279,13 +294,6 @@ class Outcome:
 
     def _seconds(self) -> float:
         return time.monotonic() - self.started
-
-    def _request_id(self) -> str:
-        """nginx's X-Request-ID when there is one (so its log and ours join), else our own."""
-        given = self.request.headers.get("x-request-id", "")
-        if given and len(given) <= 200 and given.isprintable():
-            return given
-        return uuid.uuid4().hex
 
     def _client(self) -> str:
         return self.request.client.host if self.request.client else "-"

@@ -92,6 +92,7 @@ def client_object_key(prefix: str, requested: str) -> str:
     return f"{prefix}{requested}"
 
 
-def object_key(prefix: str, filename: str) -> str:
-    """`{prefix}{uuid4}/{safe filename}`: unique, and inside the prefix whatever the name."""
-    return f"{prefix}{uuid.uuid4()}/{safe_filename(filename)}"
+def object_key(prefix: str, filename: str, unique: str | None = None) -> str:
+    """`{prefix}{unique}/{safe filename}`: unique (a uuid4 unless given: a resumable
+    upload's id), and inside the prefix whatever the name."""
+    return f"{prefix}{unique or uuid.uuid4()}/{safe_filename(filename)}"

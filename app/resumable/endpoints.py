@@ -13,7 +13,6 @@ import asyncio
 import datetime as dt
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from app import metrics
 from app.auth import check_bearer
 from app.body import body_chunks
+from app.endpoints import check_capacity, content_length, request_id
 from app.errors import (
     BodyTooLarge,
     ClientGone,
@@ -30,6 +30,7 @@ from app.errors import (
     InvalidUploadHeader,
     LengthExceeded,
     LengthMismatch,
+    MalformedMultipart,
     OffsetMismatch,
     ServerBusy,
     ShuttingDown,
@@ -72,7 +73,7 @@ class ResumableRequest:
         self.body_ended = False
         self.client_stopped = False
         self.offset: int | None = None  # the upload's offset, for error answers
-        self.request_id = _request_id(request)
+        self.request_id = request_id(request)
 
     def admit(self) -> str | None:
         """The protocol and the token, from the headers; who uploads (the token's name)."""
@@ -86,12 +87,13 @@ class ResumableRequest:
         return UploadContext(owner, client, self.request_id, declared_size)
 
     def body_size(self) -> int | None:
-        raw = self.request.headers.get("content-length")
-        if raw is None:
+        """The declared Content-Length, within UPLOAD_MAX_BYTES."""
+        try:
+            size = content_length(self.request)
+        except MalformedMultipart as exc:  # the form endpoint's code; here a header's
+            raise InvalidUploadHeader(exc.message) from None
+        if size is None:
             return None
-        if not raw.strip().isdigit():
-            raise InvalidUploadHeader("Content-Length is not a number")
-        size = int(raw)
         limit = self.settings.max_body_bytes
         if limit and size > limit:
             raise BodyTooLarge(f"the body is larger than the limit of {limit} bytes")
@@ -221,14 +223,6 @@ class ResumableRequest:
         }
 
 
-def _request_id(request: Request) -> str:
-    """nginx's X-Request-ID when there is one (so its log and ours join), else our own."""
-    given = request.headers.get("x-request-id", "")
-    if given and len(given) <= 200 and given.isprintable():
-        return given
-    return uuid.uuid4().hex
-
-
 def _offset(state: ResumableState) -> int:
     return state.completed["size"] if state.completed else state.offset
 
@@ -316,7 +310,7 @@ async def create(request: Request) -> Response:
             protocol=call.protocol.name,
             context=call.context(owner, length),
         )
-        _check_capacity(request)
+        check_capacity(request)
         state, _ = await call.uploads.create(new)
         call.offset = 0
         if has_body or length == 0 or complete:
@@ -392,21 +386,11 @@ async def _patch(call: ResumableRequest, upload_id: str, owner: str | None) -> R
             raise InvalidUploadHeader("an append carries Upload-Complete: ?0 or ?1")
     call.protocol.check_body_type(headers.get("content-type"))
     body_size = call.body_size()
-    _check_capacity(call.request)
+    check_capacity(call.request)
     state = await _append(call, upload_id, owner, offset, body_size, complete=bool(complete))
     if state.completed is not None and not call.protocol.is_tus:
         return call.answer(200, state)
     return call.answer(204, state)
-
-
-def _check_capacity(request: Request) -> None:
-    settings: Settings = request.app.state.settings
-    running = request.app.state.uploads_running
-    if settings.max_concurrent and running >= settings.max_concurrent:
-        metrics.UPLOADS_REFUSED.inc()
-        raise ServerBusy(
-            f"{running} uploads are in progress, the most this server takes; retry shortly"
-        )
 
 
 async def _append(

@@ -33,7 +33,7 @@ from app.errors import (
     UploadLocked,
     UploadNotFound,
 )
-from app.forms.keys import ORIGINAL_NAME_KEY, encoded_original_name, safe_filename
+from app.forms.keys import ORIGINAL_NAME_KEY, encoded_original_name, object_key
 from app.forms.upload import check_file_type, clean_content_type
 from app.hooks.events import NewFile, UploadContext
 from app.hooks.uploads import UploadHooks
@@ -125,7 +125,7 @@ class ResumableUploads:
         if settings.allowed_types:
             check_file_type(settings.allowed_types, filename, content_type)
         upload_id = secrets.token_hex(ID_BYTES)
-        key = f"{settings.s3_key_prefix}{upload_id}/{safe_filename(filename or 'file')}"
+        key = object_key(settings.s3_key_prefix, filename, upload_id)
         object_metadata = {ORIGINAL_NAME_KEY: encoded_original_name(filename)} if filename else {}
         if self.hooks is not None:
             # Before anything is stored; a refusal raises. The hook's key wins.
